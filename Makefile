@@ -1,0 +1,35 @@
+# prunequant: `make help` lists the targets. Every target sets itself up on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+# Stages in dvc.yaml call `python`: put the project's environment first for them and for dvc.
+export PATH := $(BIN):$(PATH)
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup repro test metrics plots
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## Create .venv with the pinned dependencies (CPU torch)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip check
+	touch $@
+
+repro: setup ## Run the pipeline on params.yaml (dvc repro)
+	dvc repro
+
+test: setup ## Run the whole test suite (about 5 minutes on 2 cores)
+	python -m pytest
+
+metrics: setup ## Show the tracked metrics (dvc metrics show)
+	dvc metrics show
+
+plots: setup ## Render the DVC plots to dvc_plots/index.html (Vega loads from a CDN)
+	dvc plots show

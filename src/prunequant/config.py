@@ -1,0 +1,189 @@
+"""Typed, frozen views of ``params.yaml``.
+
+Stages load the file once with :func:`load_params`; the library only ever sees these objects.
+Every section validates itself, and an unknown key anywhere fails with the closest valid one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prunequant.errors import PrunequantError, did_you_mean
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise PrunequantError(f"params.yaml: {key} {message}")
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """Settings every stage shares."""
+
+    seed: int = 42
+    # An alias from modeling.MODELS (offline, packaged), a Hugging Face Hub name or a local folder.
+    model: str = "minilm-l6"
+    # A name from data.DATASETS, a Hub data set ("name" or "name:config") or a local CSV/Parquet file.
+    data: str = "rotten_tomatoes"
+    max_seq_length: int = 128
+
+    def __post_init__(self) -> None:
+        _require(self.seed >= 0, "base.seed", f"must be >= 0, got {self.seed}")
+        _require(bool(self.model.strip()), "base.model", "must name a model, e.g. minilm-l6")
+        _require(bool(self.data.strip()), "base.data", "must name a data set, e.g. rotten_tomatoes")
+        _require(
+            8 <= self.max_seq_length <= 8192,
+            "base.max_seq_length",
+            f"must be between 8 and 8192 tokens, got {self.max_seq_length}",
+        )
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """How the data set is split into train/validation/test once for every later stage."""
+
+    text_column: str | None = None  # None: the column the data-set table names
+    label_column: str | None = None
+    validation_size: float = 0.15
+    test_size: float = 0.15
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("validation_size", "test_size"):
+            value = getattr(self, key)
+            _require(0 < value < 0.5, f"prepare.{key}", f"must be a fraction in (0, 0.5), got {value}")
+        for key in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, key)
+            _require(
+                value is None or value >= 2,
+                f"prepare.{key}",
+                f"must be null (all) or at least 2, got {value}",
+            )
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning hyper-parameters (passed to transformers.TrainingArguments)."""
+
+    epochs: float = 3.0
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    logging_steps: int = 20
+
+    def __post_init__(self) -> None:
+        _require(self.epochs > 0, "finetune.epochs", f"must be > 0, got {self.epochs}")
+        _require(
+            0 < self.learning_rate < 1,
+            "finetune.learning_rate",
+            f"must be in (0, 1), got {self.learning_rate}",
+        )
+        _require(self.batch_size >= 1, "finetune.batch_size", f"must be >= 1, got {self.batch_size}")
+        _require(
+            self.weight_decay >= 0, "finetune.weight_decay", f"must be >= 0, got {self.weight_decay}"
+        )
+        _require(
+            0 <= self.warmup_ratio < 1,
+            "finetune.warmup_ratio",
+            f"must be in [0, 1), got {self.warmup_ratio}",
+        )
+        _require(
+            self.logging_steps >= 1, "finetune.logging_steps", f"must be >= 1, got {self.logging_steps}"
+        )
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """How models are scored."""
+
+    batch_size: int = 64
+    confidence_level: float = 0.95
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, "evaluate.batch_size", f"must be >= 1, got {self.batch_size}")
+        _require(
+            0.5 <= self.confidence_level < 1,
+            "evaluate.confidence_level",
+            f"must be in [0.5, 1), got {self.confidence_level}",
+        )
+
+
+@dataclass(frozen=True)
+class Params:
+    """All of params.yaml."""
+
+    base: BaseConfig = field(default_factory=BaseConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Check one YAML value against a field's type; YAML's '5e-5' (a string) is accepted as a float."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        (annotation,) = [a for a in options if a is not type(None)]
+    if annotation is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, annotation) and not (isinstance(value, bool) and annotation is not bool):
+        return value
+    raise PrunequantError(
+        f"params.yaml: {key} must be of type {annotation.__name__}, got {value!r}"
+    )
+
+
+def _build(cls: type, mapping: Any, where: str) -> Any:
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, dict):
+        raise PrunequantError(f"params.yaml: {where} must be a mapping of keys, got {mapping!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in mapping.items():
+        full = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            raise PrunequantError(
+                f"params.yaml: unknown key {full!r}{did_you_mean(key, fields)}; "
+                f"valid keys{' in ' + where if where else ''}: {', '.join(fields)}"
+            )
+        if dataclasses.is_dataclass(hints[key]):
+            values[key] = _build(hints[key], value, full)
+        else:
+            values[key] = _coerce(value, hints[key], full)
+    return cls(**values)
+
+
+def params_from_dict(raw: Any) -> Params:
+    """Validate a parsed params mapping and return the typed, frozen :class:`Params`."""
+    return _build(Params, raw, "")
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``; any problem is a one-line :class:`PrunequantError`."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise PrunequantError(f"{path}: file not found; run from the repository root") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise PrunequantError(f"{path}: not valid YAML{where}; fix the syntax") from None
+    return params_from_dict(raw)

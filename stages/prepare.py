@@ -1,0 +1,28 @@
+"""prepare: load the data set named in params.yaml and split it once into train/validation/test."""
+
+from pathlib import Path
+
+import click
+
+from prunequant.config import load_params
+from prunequant.data import label_names_of, load_raw_splits, make_splits, save_splits
+from prunequant.io import write_json
+
+
+@click.command()
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the splits.")
+@click.option("--metrics", type=click.Path(path_type=Path), required=True, help="JSON file for split sizes.")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
+def main(out_dir: Path, metrics: Path, params_path: str) -> None:
+    """Write <out>/{train,validation,test}.parquet (idx, text, label) and <out>/info.json."""
+    params = load_params(params_path)
+    raw, source = load_raw_splits(params.base.data)
+    splits = make_splits(raw, source, params.prepare, params.base.seed)
+    summary = save_splits(splits, label_names_of(source), out_dir)
+    write_json(metrics, summary["splits"])
+    sizes = ", ".join(f"{name} {info['n']}" for name, info in summary["splits"].items())
+    click.echo(f"prepare: {params.base.data}: {sizes} -> {out_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prunequant.config import Params, load_params, params_from_dict
+from prunequant.errors import PrunequantError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repo_params_load_and_match_defaults():
+    params = load_params(REPO / "params.yaml")
+    assert params == Params()  # params.yaml spells out the defaults
+    assert params.base.model == "minilm-l6"
+
+
+def test_configs_are_frozen():
+    params = Params()
+    with pytest.raises(AttributeError):
+        params.base.seed = 1
+
+
+def test_yaml_scientific_notation_string_is_a_float():
+    # PyYAML reads "5e-5" (no dot) as a string; users write it that way.
+    params = params_from_dict({"finetune": {"learning_rate": "5e-5"}})
+    assert params.finetune.learning_rate == pytest.approx(5e-5)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"fintune": {}}, "unknown key 'fintune' (did you mean 'finetune'?)"),
+        ({"finetune": {"learning_rte": 1e-4}}, "unknown key 'finetune.learning_rte' (did you mean 'learning_rate'?)"),
+        ({"base": {"sed": 1}}, "(did you mean 'seed'?)"),
+        ({"finetune": {"batch_size": "32"}}, "finetune.batch_size must be of type int"),
+        ({"finetune": {"batch_size": 0}}, "finetune.batch_size must be >= 1"),
+        ({"finetune": {"learning_rate": -1}}, "finetune.learning_rate must be in (0, 1)"),
+        ({"finetune": {"epochs": True}}, "finetune.epochs must be of type float"),
+        ({"prepare": {"test_size": 0.7}}, "prepare.test_size must be a fraction"),
+        ({"prepare": {"max_train_samples": 1}}, "prepare.max_train_samples must be null"),
+        ({"base": {"max_seq_length": 0}}, "base.max_seq_length must be between"),
+        ({"evaluate": {"confidence_level": 95}}, "evaluate.confidence_level must be in"),
+        ({"base": [1, 2]}, "base must be a mapping"),
+    ],
+)
+def test_bad_params_give_one_line_errors(raw, expected):
+    with pytest.raises(PrunequantError) as info:
+        params_from_dict(raw)
+    message = info.value.format_message()
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(PrunequantError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+    broken = tmp_path / "params.yaml"
+    broken.write_text("base: [unclosed\n")
+    with pytest.raises(PrunequantError, match="not valid YAML at line"):
+        load_params(broken)
+
+
+def test_empty_sections_take_defaults(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"base": None, "finetune": {"epochs": 1}}))
+    params = load_params(path)
+    assert params.finetune.epochs == 1.0 and params.base == Params().base

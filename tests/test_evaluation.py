@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from prunequant.evaluation import accuracy_ci, predict_logits, predictions_frame
+from prunequant.modeling import load_classifier, load_tokenizer
+
+from .conftest import tiny_frame
+
+
+def test_wilson_interval_matches_the_textbook_value():
+    # 81 of 100: Wilson 95% interval is [0.7222, 0.8749] (Newcombe 1998 formula).
+    result = accuracy_ci(np.array([1] * 81 + [0] * 19))
+    assert result["n"] == 100 and result["accuracy"] == 0.81
+    assert result["accuracy_ci_low"] == pytest.approx(0.7222, abs=1e-4)
+    assert result["accuracy_ci_high"] == pytest.approx(0.8749, abs=1e-4)
+
+
+def test_interval_narrows_with_n_and_level():
+    small = accuracy_ci(np.array([1, 0] * 50))
+    large = accuracy_ci(np.array([1, 0] * 500))
+    loose = accuracy_ci(np.array([1, 0] * 50), confidence_level=0.8)
+    width = lambda r: r["accuracy_ci_high"] - r["accuracy_ci_low"]  # noqa: E731
+    assert width(large) < width(small) and width(loose) < width(small)
+
+
+def test_predictions_are_in_order_and_batch_independent(tiny_model_dir):
+    model = load_classifier(str(tiny_model_dir))
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    frame = tiny_frame(5).reset_index(names="idx")
+    texts = frame["text"].tolist()
+    by_one = predict_logits(model, tokenizer, texts, batch_size=1, max_seq_length=16)
+    by_four = predict_logits(model, tokenizer, texts, batch_size=4, max_seq_length=16)
+    np.testing.assert_allclose(by_one, by_four, atol=1e-5)  # padding must not change results
+    table = predictions_frame("test", frame, by_four)
+    assert list(table.columns) == ["split", "idx", "label", "prediction", "score"]
+    assert (table["prediction"] == by_four.argmax(axis=1)).all()
+    assert table["score"].between(0, 1).all()

@@ -1,0 +1,104 @@
+"""End to end: the real DVC pipeline on the packaged model and data, with tiny params."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "models", "predictions", "cache", "tmp", "__pycache__",
+                                "*.egg-info", ".pytest_cache", "dvc_plots")
+
+pytestmark = pytest.mark.e2e
+
+
+def sh(*args, cwd, check=True):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def set_params(repo, **sections):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def ran_stages(output):
+    return sorted(line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage"))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A copy of this repository, reproduced once on tiny params."""
+    repo = tmp_path_factory.mktemp("e2e") / "prunequant"
+    shutil.copytree(REPO, repo, ignore=IGNORE)
+    for path in ("metrics", "reports"):  # outputs of this checkout must not leak into the copy
+        shutil.rmtree(repo / path, ignore_errors=True)
+    sh("git", "init", "-q", cwd=repo)
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init", cwd=repo)
+    set_params(
+        repo,
+        base={"max_seq_length": 48},
+        prepare={"max_train_samples": 64, "max_eval_samples": 40},
+        finetune={"epochs": 1, "batch_size": 16, "logging_steps": 2},
+    )
+    result = sh("dvc", "repro", cwd=repo)
+    assert ran_stages(result.stdout) == ["evaluate", "finetune", "prepare", "report"]
+    return repo
+
+
+def test_every_output_is_written(repo):
+    assert {p.name for p in (repo / "data" / "prepared").iterdir()} == {
+        "train.parquet", "validation.parquet", "test.parquet", "info.json"}
+    model_files = {p.name for p in (repo / "models" / "baseline").iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= model_files
+    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in model_files)
+
+    evaluation = json.loads((repo / "metrics" / "evaluate" / "baseline-fp32.json").read_text())
+    assert evaluation["layers"] == 6 and evaluation["test"]["n"] == 40
+    assert evaluation["test"]["accuracy_ci_low"] <= evaluation["test"]["accuracy"] <= evaluation["test"]["accuracy_ci_high"]
+    predictions = pd.read_parquet(repo / "predictions" / "baseline-fp32" / "test.parquet")
+    test = pd.read_parquet(repo / "data" / "prepared" / "test.parquet")
+    assert predictions["idx"].tolist() == test["idx"].tolist()
+
+    results = pd.read_csv(repo / "metrics" / "results.csv")
+    assert results[["variant", "precision", "device", "split"]].values.tolist() == [
+        ["baseline", "fp32", "cpu", "validation"], ["baseline", "fp32", "cpu", "test"]]
+    assert results["size_mb"].iloc[0] == pytest.approx(91.0, abs=1.5)  # MiniLM-L6 FP32 + tokenizer
+    assert "| baseline" in (repo / "reports" / "results.md").read_text()
+    assert (repo / "metrics" / "finetune" / "plots" / "metrics" / "loss.tsv").is_file()
+    assert "test.accuracy" in sh("dvc", "metrics", "show", cwd=repo).stdout
+
+
+def test_second_repro_reruns_nothing(repo):
+    result = sh("dvc", "repro", cwd=repo)
+    assert ran_stages(result.stdout) == []
+    assert "up to date" in sh("dvc", "status", cwd=repo).stdout
+
+
+def test_evaluate_change_reruns_only_evaluate_and_report(repo):
+    set_params(repo, evaluate={"confidence_level": 0.9})
+    result = sh("dvc", "repro", cwd=repo)
+    assert ran_stages(result.stdout) == ["evaluate", "report"]
+
+
+def test_unreachable_hub_model_fails_in_one_line_and_keeps_prepared_data(repo):
+    before = {p.name: p.read_bytes() for p in (repo / "data" / "prepared").iterdir()}
+    set_params(repo, base={"model": "bert-base-uncased"})
+    result = sh("dvc", "repro", cwd=repo, check=False)
+    assert result.returncode != 0
+    assert ("error: base.model: could not load 'bert-base-uncased'" in result.stderr)
+    assert "Traceback" not in result.stderr
+    assert {p.name: p.read_bytes() for p in (repo / "data" / "prepared").iterdir()} == before

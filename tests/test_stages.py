@@ -1,0 +1,51 @@
+"""The stage scripts as a user meets them: --help, and one-line errors on bad input."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = sorted(p.stem for p in (REPO / "stages").glob("*.py"))
+
+
+def run_stage(name, *args, cwd=REPO):
+    return subprocess.run(
+        [sys.executable, str(REPO / "stages" / f"{name}.py"), *args], cwd=cwd, capture_output=True, text=True
+    )
+
+
+def test_every_dvc_stage_has_a_script():
+    import yaml
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert set(STAGES) == set(stages)
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_help(name):
+    result = run_stage(name, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout and "--params" in result.stdout
+
+
+def test_bad_params_exit_with_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text("base:\n  seeed: 1\n")
+    result = run_stage("prepare", "--out", "data", "--metrics", "m.json", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: params.yaml: unknown key 'base.seeed' (did you mean 'seed'?); "
+        "valid keys in base: seed, model, data, max_seq_length"
+    )
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_debug_env_shows_the_traceback(tmp_path):
+    (tmp_path / "params.yaml").write_text("base:\n  seeed: 1\n")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "prepare.py"), "--out", "d", "--metrics", "m.json"],
+        cwd=tmp_path, capture_output=True, text=True, env={**__import__("os").environ, "PRUNEQUANT_DEBUG": "1"},
+    )
+    assert result.returncode == 1 and "Traceback" in result.stderr
