@@ -7,7 +7,7 @@ import pandas as pd
 
 from prunequant.config import load_params
 from prunequant.data import load_split
-from prunequant.evaluation import accuracy_ci, predict_logits, predictions_frame
+from prunequant.evaluation import accuracy_ci, load_predictions, paired_test, predict_logits, predictions_frame
 from prunequant.io import atomic_dir, write_json
 from prunequant.modeling import deployable_size_mb, load_classifier, load_tokenizer, num_layers
 
@@ -20,8 +20,13 @@ SCORED_SPLITS = ("validation", "test")
 @click.option("--variant", required=True, help="Name of the model in results (e.g. baseline).")
 @click.option("--metrics", type=click.Path(path_type=Path), required=True, help="JSON file for accuracy.")
 @click.option("--predictions", type=click.Path(path_type=Path), required=True, help="Folder for predictions.")
+@click.option("--reference", type=click.Path(path_type=Path), default=None,
+              help="Predictions folder of a model to compare with (paired McNemar test).")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
-def main(data_dir: Path, model_dir: Path, variant: str, metrics: Path, predictions: Path, params_path: str) -> None:
+def main(
+    data_dir: Path, model_dir: Path, variant: str, metrics: Path, predictions: Path, reference: Path | None,
+    params_path: str,
+) -> None:
     """Write accuracy with confidence intervals to <metrics> and predictions to <predictions>/<split>.parquet."""
     params = load_params(params_path)
     model = load_classifier(str(model_dir))
@@ -35,6 +40,8 @@ def main(data_dir: Path, model_dir: Path, variant: str, metrics: Path, predictio
         "size_mb": round(deployable_size_mb(model_dir), 3),
         "status": "ok",
     }
+    if reference is not None:
+        result["reference"] = reference.name
     frames = {}
     for split in SCORED_SPLITS:
         frame = load_split(data_dir, split)
@@ -48,6 +55,8 @@ def main(data_dir: Path, model_dir: Path, variant: str, metrics: Path, predictio
         frames[split] = predictions_frame(split, frame, logits)
         correct = (frames[split]["prediction"] == frames[split]["label"]).to_numpy()
         result[split] = accuracy_ci(correct, params.evaluate.confidence_level)
+        if reference is not None:
+            result[split] |= paired_test(load_predictions(reference, split), frames[split])
     with atomic_dir(predictions) as tmp:
         for split, frame in frames.items():
             frame.to_parquet(tmp / f"{split}.parquet", index=False)

@@ -42,6 +42,16 @@ def test_yaml_scientific_notation_string_is_a_float():
         ({"base": {"max_seq_length": 0}}, "base.max_seq_length must be between"),
         ({"evaluate": {"confidence_level": 95}}, "evaluate.confidence_level must be in"),
         ({"base": [1, 2]}, "base must be a mapping"),
+        ({"prune": {"strategy": "sensitivty"}}, "prune.strategy is 'sensitivty' (did you mean 'sensitivity'?)"),
+        ({"sensitivity": {"method": "ablate"}}, "(did you mean 'ablation'?)"),
+        ({"prune": {"keep_layers": 4}}, "prune.keep_layers must be a list, got 4"),
+        ({"prune": {"keep_layers": [4, 4]}}, "lists a count twice"),
+        ({"prune": {"keep_layers": [0]}}, "prune.keep_layers must be >= 1"),
+        ({"prune": {"keep_layers": ["4"]}}, "prune.keep_layers[0] must be of type int"),
+        ({"prune": {"strategy": "explicit"}}, "must list the layers to remove"),
+        ({"prune": {"drop_layers": [1]}}, "only used with prune.strategy: explicit"),
+        ({"refinetune": {"alpha": 1.5}}, "refinetune.alpha must be in [0, 1]"),
+        ({"refinetune": {"batch_size": 0}}, "refinetune.batch_size must be >= 1"),
     ],
 )
 def test_bad_params_give_one_line_errors(raw, expected):

@@ -1,7 +1,10 @@
 import numpy as np
 import pytest
 
-from prunequant.evaluation import accuracy_ci, predict_logits, predictions_frame
+import pandas as pd
+
+from prunequant.errors import PrunequantError
+from prunequant.evaluation import accuracy_ci, paired_test, predict_logits, predictions_frame
 from prunequant.modeling import load_classifier, load_tokenizer
 
 from .conftest import tiny_frame
@@ -35,3 +38,24 @@ def test_predictions_are_in_order_and_batch_independent(tiny_model_dir):
     assert list(table.columns) == ["split", "idx", "label", "prediction", "score"]
     assert (table["prediction"] == by_four.argmax(axis=1)).all()
     assert table["score"].between(0, 1).all()
+
+
+def predictions(correct):
+    return pd.DataFrame({"idx": range(len(correct)), "label": 1, "prediction": correct})
+
+
+def test_paired_test_counts_discordant_pairs_only():
+    reference = predictions([1] * 90 + [0] * 10)
+    same_errors_elsewhere = predictions([0] * 5 + [1] * 85 + [0] * 5 + [1] * 5)  # 5 vs 5 discordant
+    result = paired_test(reference, same_errors_elsewhere)
+    assert result["accuracy_delta"] == 0 and result["mcnemar_p"] == 1.0
+    assert result["verdict"] == "no significant difference"
+    worse = predictions([0] * 15 + [1] * 75 + [0] * 10)  # 15 lost, none won: exact p = 2 * 0.5**15
+    result = paired_test(reference, worse)
+    assert result["mcnemar_p"] == pytest.approx(2 * 0.5**15) and result["verdict"] == "worse"
+    assert result["only_reference_correct"] == 15 and result["only_variant_correct"] == 0
+
+
+def test_paired_test_refuses_misaligned_predictions():
+    with pytest.raises(PrunequantError, match="other examples"):
+        paired_test(predictions([1, 0]), predictions([1, 0]).assign(idx=[5, 6]))

@@ -53,9 +53,12 @@ def repo(tmp_path_factory):
         base={"max_seq_length": 48},
         prepare={"max_train_samples": 64, "max_eval_samples": 40},
         finetune={"epochs": 1, "batch_size": 16, "logging_steps": 2},
+        prune={"keep_layers": [4]},
+        refinetune={"epochs": 1, "batch_size": 16, "logging_steps": 2},
     )
     result = sh("dvc", "repro", cwd=repo)
-    assert ran_stages(result.stdout) == ["evaluate", "finetune", "prepare", "report"]
+    assert ran_stages(result.stdout) == [
+        "evaluate", "evaluate-pruned@4", "finetune", "prepare", "prune@4", "refinetune@4", "report", "sensitivity"]
     return repo
 
 
@@ -74,9 +77,19 @@ def test_every_output_is_written(repo):
     assert predictions["idx"].tolist() == test["idx"].tolist()
 
     results = pd.read_csv(repo / "metrics" / "results.csv")
-    assert results[["variant", "precision", "device", "split"]].values.tolist() == [
-        ["baseline", "fp32", "cpu", "validation"], ["baseline", "fp32", "cpu", "test"]]
-    assert results["size_mb"].iloc[0] == pytest.approx(91.0, abs=1.5)  # MiniLM-L6 FP32 + tokenizer
+    assert results[["variant", "layers", "precision", "device", "split"]].values.tolist() == [
+        ["baseline", 6, "fp32", "cpu", "validation"], ["baseline", 6, "fp32", "cpu", "test"],
+        ["pruned-4", 4, "fp32", "cpu", "validation"], ["pruned-4", 4, "fp32", "cpu", "test"]]
+    assert results["size_mb"].iloc[0] == pytest.approx(91.8, abs=1.5)  # MiniLM-L6 FP32 + tokenizer
+    assert results["size_mb"].iloc[2] < results["size_mb"].iloc[0] - 10  # two layers of ~7 MB each gone
+    assert results["verdict"].iloc[2] in ("no significant difference", "better", "worse")
+    assert results["reference"].iloc[2] == "baseline-fp32"
+
+    sensitivity = pd.read_csv(repo / "metrics" / "sensitivity.csv")
+    assert sensitivity["layer"].tolist() == list(range(6))
+    assert (repo / "reports" / "sensitivity.png").stat().st_size > 5000
+    pruned = json.loads((repo / "models" / "pruned-4" / "config.json").read_text())
+    assert pruned["num_hidden_layers"] == 4 and len(pruned["pruned_from_layers"]) == 4
     assert "| baseline" in (repo / "reports" / "results.md").read_text()
     assert (repo / "metrics" / "finetune" / "plots" / "metrics" / "loss.tsv").is_file()
     assert "test.accuracy" in sh("dvc", "metrics", "show", cwd=repo).stdout
@@ -88,10 +101,18 @@ def test_second_repro_reruns_nothing(repo):
     assert "up to date" in sh("dvc", "status", cwd=repo).stdout
 
 
-def test_evaluate_change_reruns_only_evaluate_and_report(repo):
+def test_evaluate_change_reruns_no_training(repo):
     set_params(repo, evaluate={"confidence_level": 0.9})
     result = sh("dvc", "repro", cwd=repo)
-    assert ran_stages(result.stdout) == ["evaluate", "report"]
+    # The CIs in sensitivity.csv change, so prune reruns, but it cuts the same layers: the costly
+    # re-finetuning is skipped.
+    assert ran_stages(result.stdout) == ["evaluate", "evaluate-pruned@4", "prune@4", "report", "sensitivity"]
+
+
+def test_adding_a_prune_variant_runs_only_its_stages(repo):
+    set_params(repo, prune={"keep_layers": [4, 5]})
+    result = sh("dvc", "repro", cwd=repo)
+    assert ran_stages(result.stdout) == ["evaluate-pruned@5", "prune@5", "refinetune@5", "report"]
 
 
 def test_unreachable_hub_model_fails_in_one_line_and_keeps_prepared_data(repo):

@@ -3,8 +3,9 @@ import json
 import torch
 from transformers import set_seed
 
-from prunequant.config import FinetuneConfig
+from prunequant.config import FinetuneConfig, RefinetuneConfig
 from prunequant.modeling import load_classifier, load_tokenizer
+from prunequant.pruning import drop_layers
 from prunequant.training import finetune
 
 from .conftest import tiny_frame
@@ -37,3 +38,19 @@ def test_finetune_is_deterministic(tiny_model_dir):
     second, _ = run(tiny_model_dir, seed=3)
     for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_distillation_trains_a_pruned_student(tiny_model_dir):
+    set_seed(0)
+    teacher, _ = run(tiny_model_dir)
+    student = drop_layers(teacher, [1])
+    for param in student.parameters():  # start the student from scratch-ish so it must learn
+        param.data.normal_(0, 0.02)
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    cfg = RefinetuneConfig(epochs=10, learning_rate=1e-2, batch_size=16, warmup_ratio=0.0, logging_steps=5,
+                           distill=True, temperature=2.0, alpha=0.7, hidden_weight=0.1)
+    frame = tiny_frame(40)
+    metrics = finetune(student, tokenizer, frame, frame, cfg, seed=0, max_seq_length=16,
+                       teacher=teacher, kept_layers=student.config.pruned_from_layers)
+    assert metrics["accuracy"] > 0.9
+    assert student.config.num_hidden_layers == 1

@@ -11,7 +11,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -80,24 +80,26 @@ class FinetuneConfig:
     warmup_ratio: float = 0.1
     logging_steps: int = 20
 
+    section: ClassVar[str] = "finetune"  # the params.yaml section, for error messages
+
     def __post_init__(self) -> None:
-        _require(self.epochs > 0, "finetune.epochs", f"must be > 0, got {self.epochs}")
+        _require(self.epochs > 0, f"{self.section}.epochs", f"must be > 0, got {self.epochs}")
         _require(
             0 < self.learning_rate < 1,
-            "finetune.learning_rate",
+            f"{self.section}.learning_rate",
             f"must be in (0, 1), got {self.learning_rate}",
         )
-        _require(self.batch_size >= 1, "finetune.batch_size", f"must be >= 1, got {self.batch_size}")
+        _require(self.batch_size >= 1, f"{self.section}.batch_size", f"must be >= 1, got {self.batch_size}")
         _require(
-            self.weight_decay >= 0, "finetune.weight_decay", f"must be >= 0, got {self.weight_decay}"
+            self.weight_decay >= 0, f"{self.section}.weight_decay", f"must be >= 0, got {self.weight_decay}"
         )
         _require(
             0 <= self.warmup_ratio < 1,
-            "finetune.warmup_ratio",
+            f"{self.section}.warmup_ratio",
             f"must be in [0, 1), got {self.warmup_ratio}",
         )
         _require(
-            self.logging_steps >= 1, "finetune.logging_steps", f"must be >= 1, got {self.logging_steps}"
+            self.logging_steps >= 1, f"{self.section}.logging_steps", f"must be >= 1, got {self.logging_steps}"
         )
 
 
@@ -117,6 +119,76 @@ class EvaluateConfig:
         )
 
 
+SENSITIVITY_METHODS = ("ablation", "iterative")
+PRUNE_STRATEGIES = ("sensitivity", "top", "bottom", "alternate", "explicit")
+
+
+def _require_choice(value: str, choices: tuple[str, ...], key: str) -> None:
+    _require(
+        value in choices,
+        key,
+        f"is {value!r}{did_you_mean(value, choices)}; choose one of {', '.join(choices)}",
+    )
+
+
+@dataclass(frozen=True)
+class SensitivityConfig:
+    """How layer importance is measured on the validation split."""
+
+    method: str = "ablation"  # ablation: skip each layer alone; iterative: greedy, re-measured
+
+    def __post_init__(self) -> None:
+        _require_choice(self.method, SENSITIVITY_METHODS, "sensitivity.method")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Which layers to remove. Each entry of keep_layers is one pruned variant (`pruned-<n>`)."""
+
+    keep_layers: tuple[int, ...] = (4, 3)
+    strategy: str = "sensitivity"
+    drop_layers: tuple[int, ...] = ()  # for strategy: explicit
+
+    def __post_init__(self) -> None:
+        _require_choice(self.strategy, PRUNE_STRATEGIES, "prune.strategy")
+        _require(bool(self.keep_layers), "prune.keep_layers", "must list at least one layer count, e.g. [4]")
+        _require(
+            len(set(self.keep_layers)) == len(self.keep_layers),
+            "prune.keep_layers",
+            f"lists a count twice: {list(self.keep_layers)}",
+        )
+        bad = [n for n in self.keep_layers if n < 1]
+        _require(not bad, "prune.keep_layers", f"must be >= 1, got {bad}")
+        _require(
+            self.strategy == "explicit" or not self.drop_layers,
+            "prune.drop_layers",
+            "is only used with prune.strategy: explicit; empty it or set the strategy",
+        )
+        _require(
+            self.strategy != "explicit" or bool(self.drop_layers),
+            "prune.drop_layers",
+            "must list the layers to remove when prune.strategy is explicit, e.g. [1, 4]",
+        )
+
+
+@dataclass(frozen=True)
+class RefinetuneConfig(FinetuneConfig):
+    """Fine-tuning the pruned model again, optionally distilled from the fine-tuned baseline."""
+
+    distill: bool = True
+    temperature: float = 2.0
+    alpha: float = 0.5  # weight of the soft-label loss; 1 - alpha goes to the hard labels
+    hidden_weight: float = 0.0  # weight of matching kept layers' hidden states (MSE); 0 = off
+
+    section: ClassVar[str] = "refinetune"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.temperature > 0, "refinetune.temperature", f"must be > 0, got {self.temperature}")
+        _require(0 <= self.alpha <= 1, "refinetune.alpha", f"must be in [0, 1], got {self.alpha}")
+        _require(self.hidden_weight >= 0, "refinetune.hidden_weight", f"must be >= 0, got {self.hidden_weight}")
+
+
 @dataclass(frozen=True)
 class Params:
     """All of params.yaml."""
@@ -125,6 +197,9 @@ class Params:
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    refinetune: RefinetuneConfig = field(default_factory=RefinetuneConfig)
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -134,6 +209,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if value is None and type(None) in options:
             return None
         (annotation,) = [a for a in options if a is not type(None)]
+    if typing.get_origin(annotation) is tuple:
+        if not isinstance(value, list | tuple):
+            raise PrunequantError(f"params.yaml: {key} must be a list, got {value!r}")
+        (item_type, _) = typing.get_args(annotation)
+        return tuple(_coerce(item, item_type, f"{key}[{i}]") for i, item in enumerate(value))
     if annotation is float and isinstance(value, str):
         try:
             return float(value)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import binomtest
 from tqdm.auto import tqdm
+
+from prunequant.errors import PrunequantError
 
 
 def accuracy_ci(correct: np.ndarray, confidence_level: float = 0.95) -> dict[str, float]:
@@ -51,3 +55,40 @@ def predictions_frame(split: str, frame: pd.DataFrame, logits: np.ndarray) -> pd
             "score": probs[:, 1],
         }
     )
+
+
+def paired_test(reference: pd.DataFrame, variant: pd.DataFrame, alpha: float = 0.05) -> dict:
+    """Exact McNemar test of a variant against a reference on the same examples.
+
+    Only the examples the two classify differently carry information; under "no difference" each
+    such example is equally likely to favour either side.
+    """
+    if not np.array_equal(reference["idx"].to_numpy(), variant["idx"].to_numpy()):
+        raise PrunequantError(
+            "paired test: the reference predictions cover other examples; rerun `dvc repro` so both "
+            "models are scored on the same prepared data"
+        )
+    ref_ok = (reference["prediction"] == reference["label"]).to_numpy()
+    var_ok = (variant["prediction"] == variant["label"]).to_numpy()
+    only_ref, only_var = int(np.sum(ref_ok & ~var_ok)), int(np.sum(~ref_ok & var_ok))
+    p_value = binomtest(only_var, only_ref + only_var).pvalue if only_ref + only_var else 1.0
+    delta = float(var_ok.mean() - ref_ok.mean())
+    if p_value >= alpha:
+        verdict = "no significant difference"
+    else:
+        verdict = "better" if delta > 0 else "worse"
+    return {
+        "accuracy_delta": delta,
+        "only_reference_correct": only_ref,
+        "only_variant_correct": only_var,
+        "mcnemar_p": float(p_value),
+        "verdict": verdict,
+    }
+
+
+def load_predictions(folder, split: str) -> pd.DataFrame:
+    """Per-example predictions written by the evaluate stage."""
+    path = Path(folder) / f"{split}.parquet"
+    if not path.is_file():
+        raise PrunequantError(f"{path}: reference predictions not found; run `dvc repro evaluate` first")
+    return pd.read_parquet(path)

@@ -96,6 +96,10 @@ def drop_layers(model: nn.Module, drop: Sequence[int]) -> nn.Module:
             if hasattr(module, "layer_idx"):
                 module.layer_idx = new_index
     _set_layers(pruned, kept)
+    # Remember which of the original model's layers survive (saved in config.json): distillation
+    # matches hidden states by it, and a second cut composes with the first.
+    original = getattr(model.config, "pruned_from_layers", None) or list(range(layer_count(model)))
+    pruned.config.pruned_from_layers = [original[i] for i in range(len(original)) if i not in drop]
     return pruned
 
 

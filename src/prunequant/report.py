@@ -24,6 +24,10 @@ RESULT_COLUMNS = [
     "accuracy_ci_high",
     "size_mb",
     "status",
+    "reference",
+    "accuracy_delta",
+    "mcnemar_p",
+    "verdict",
 ]
 _DESCRIPTION_KEYS = ["variant", "model", "layers", "precision", "device", "size_mb", "status"]
 
@@ -34,6 +38,7 @@ def evaluation_rows(evaluation: dict) -> list[dict]:
     if missing:
         raise PrunequantError(f"evaluation metrics lack {', '.join(missing)}; rerun `dvc repro evaluate`")
     description = {key: evaluation[key] for key in _DESCRIPTION_KEYS}
+    description["reference"] = evaluation.get("reference")
     return [{**description, "split": split, **evaluation[split]} for split in SPLITS if split in evaluation]
 
 
@@ -59,6 +64,11 @@ def markdown_table(results: pd.DataFrame, confidence_level: float = 0.95) -> str
         ],
         size_mb=lambda t: t.size_mb.map(lambda v: f"{v:.1f}"),
     )
-    shown = shown[["variant", "model", "layers", "precision", "device", "split", "n", "accuracy", "size_mb", "status"]]
+    shown["paired test (McNemar)"] = [
+        "" if pd.isna(v) else f"vs {r}: {100 * d:+.2f} pts, p={p:.2g}, {v}"
+        for r, d, p, v in zip(results.reference, results.accuracy_delta, results.mcnemar_p, results.verdict, strict=True)
+    ]
+    shown = shown[["variant", "model", "layers", "precision", "device", "split", "n", "accuracy", "size_mb",
+                   "paired test (McNemar)", "status"]]
     shown = shown.rename(columns={"accuracy": f"accuracy % [{100 * confidence_level:g}% CI]", "size_mb": "size (MB)"})
     return shown.to_markdown(index=False)

@@ -1,4 +1,4 @@
-"""Fine-tuning with transformers' Trainer; DVCLive records the curves as DVC plots."""
+"""Fine-tuning with transformers' Trainer (optionally distilled from a teacher); DVCLive records curves."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+import torch.nn.functional as F
 
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
-from prunequant.config import FinetuneConfig
+from prunequant.config import FinetuneConfig, RefinetuneConfig
 from prunequant.errors import PrunequantError
 
 
@@ -63,6 +65,42 @@ class StopOnNonFiniteLoss(TrainerCallback):
             )
 
 
+class DistillationTrainer(Trainer):
+    """Trainer whose loss mixes the hard labels with a teacher's soft logits (and hidden states).
+
+    loss = alpha * T² * KL(teacher_T || student_T) + (1 - alpha) * CE(labels)
+           + hidden_weight * mean MSE(student layer j, teacher layer kept_layers[j])
+    """
+
+    def __init__(self, *args, teacher, distill: RefinetuneConfig, kept_layers: list[int] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teacher = teacher.to(self.args.device).eval()
+        self.distill = distill
+        self.kept_layers = kept_layers
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        match_hidden = self.distill.hidden_weight > 0 and model.training
+        outputs = model(**inputs, output_hidden_states=match_hidden)
+        with torch.no_grad():
+            teacher_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+            teacher_out = self.teacher(**teacher_inputs, output_hidden_states=match_hidden)
+        t = self.distill.temperature
+        soft = F.kl_div(
+            F.log_softmax(outputs.logits / t, dim=-1),
+            F.softmax(teacher_out.logits / t, dim=-1),
+            reduction="batchmean",
+        ) * (t * t)
+        loss = self.distill.alpha * soft + (1 - self.distill.alpha) * outputs.loss
+        if match_hidden:
+            # hidden_states[0] is the embedding output; [j + 1] the output of layer j.
+            pairs = [(j + 1, teacher_layer + 1) for j, teacher_layer in enumerate(self.kept_layers)]
+            mse = torch.stack([
+                F.mse_loss(outputs.hidden_states[s], teacher_out.hidden_states[t_]) for s, t_ in pairs
+            ]).mean()
+            loss = loss + self.distill.hidden_weight * mse
+        return (loss, outputs) if return_outputs else loss
+
+
 def finetune(
     model,
     tokenizer,
@@ -73,8 +111,14 @@ def finetune(
     seed: int,
     max_seq_length: int,
     live_dir: str | os.PathLike | None = None,
+    teacher=None,
+    kept_layers: list[int] | None = None,
 ) -> dict[str, float]:
-    """Fine-tune ``model`` in place on ``train``; return the final validation metrics."""
+    """Fine-tune ``model`` in place on ``train``; return the final validation metrics.
+
+    With a ``teacher`` and a :class:`RefinetuneConfig` whose ``distill`` is on, the loss is distilled
+    from the teacher; ``kept_layers`` maps the student's layers to the teacher's for hidden states.
+    """
     with tempfile.TemporaryDirectory(prefix="prunequant-trainer-") as scratch:
         args = TrainingArguments(
             output_dir=scratch,
@@ -97,7 +141,12 @@ def finetune(
         if live_dir is not None:
             Path(live_dir).mkdir(parents=True, exist_ok=True)
             callbacks.append(_live_callback(live_dir))
-        trainer = Trainer(
+        trainer_class, extra = Trainer, {}
+        if isinstance(cfg, RefinetuneConfig) and cfg.distill and teacher is not None:
+            trainer_class = DistillationTrainer
+            extra = {"teacher": teacher, "distill": cfg, "kept_layers": kept_layers}
+        trainer = trainer_class(
+            **extra,
             model=model,
             args=args,
             train_dataset=tokenize(train, tokenizer, max_seq_length),

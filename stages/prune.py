@@ -1,0 +1,40 @@
+"""prune: physically remove the least important layers of the fine-tuned baseline."""
+
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from prunequant.config import load_params
+from prunequant.errors import PrunequantError
+from prunequant.modeling import load_classifier, load_tokenizer, save_classifier
+from prunequant.pruning import drop_layers, layer_count, layers_to_drop
+from prunequant.sensitivity import importance_order
+
+
+@click.command()
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="Fine-tuned model folder.")
+@click.option("--sensitivity", "sensitivity_csv", type=click.Path(path_type=Path), required=True,
+              help="Layer sensitivity CSV (used by strategy: sensitivity).")
+@click.option("--keep-layers", type=int, required=True, help="How many layers to keep.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the pruned model.")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
+def main(model_dir: Path, sensitivity_csv: Path, keep_layers: int, out_dir: Path, params_path: str) -> None:
+    """Write a save_pretrained folder with <keep-layers> layers (config.pruned_from_layers says which)."""
+    cfg = load_params(params_path).prune
+    model, tokenizer = load_classifier(str(model_dir)), load_tokenizer(str(model_dir))
+    total = layer_count(model)
+    order = None
+    if cfg.strategy == "sensitivity":
+        if not sensitivity_csv.is_file():
+            raise PrunequantError(f"{sensitivity_csv}: not found; run `dvc repro sensitivity` first")
+        order = importance_order(pd.read_csv(sensitivity_csv))
+    drop = layers_to_drop(cfg.strategy, total, keep_layers, importance_order=order, explicit=cfg.drop_layers)
+    pruned = drop_layers(model, drop)
+    save_classifier(pruned, tokenizer, out_dir)
+    click.echo(f"prune: {cfg.strategy}: dropped layers {drop} of {total}, kept "
+               f"{pruned.config.pruned_from_layers} -> {out_dir}")
+
+
+if __name__ == "__main__":
+    main()

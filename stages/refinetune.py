@@ -1,0 +1,44 @@
+"""refinetune: fine-tune a pruned model again, optionally distilled from the fine-tuned baseline."""
+
+from pathlib import Path
+
+import click
+
+from prunequant.config import load_params
+from prunequant.data import load_split
+from prunequant.modeling import load_classifier, load_tokenizer, save_classifier
+
+
+@click.command()
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, help="Prepared data folder.")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="Pruned model folder.")
+@click.option("--teacher", "teacher_dir", type=click.Path(path_type=Path), required=True,
+              help="Fine-tuned baseline folder (the teacher when refinetune.distill is on).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the model.")
+@click.option("--live", "live_dir", type=click.Path(path_type=Path), required=True, help="DVCLive folder.")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
+def main(data_dir: Path, model_dir: Path, teacher_dir: Path, out_dir: Path, live_dir: Path, params_path: str) -> None:
+    """Write the re-finetuned save_pretrained folder to <out>."""
+    params = load_params(params_path)
+    cfg = params.refinetune
+    train, validation = load_split(data_dir, "train"), load_split(data_dir, "validation")
+
+    from transformers import set_seed
+
+    from prunequant.training import finetune
+
+    set_seed(params.base.seed)
+    model, tokenizer = load_classifier(str(model_dir)), load_tokenizer(str(model_dir))
+    teacher = load_classifier(str(teacher_dir)) if cfg.distill else None
+    metrics = finetune(
+        model, tokenizer, train, validation, cfg,
+        seed=params.base.seed, max_seq_length=params.base.max_seq_length, live_dir=live_dir,
+        teacher=teacher, kept_layers=getattr(model.config, "pruned_from_layers", None),
+    )
+    save_classifier(model, tokenizer, out_dir)
+    click.echo(f"refinetune: validation accuracy {metrics['accuracy']:.4f} "
+               f"({'distilled' if cfg.distill else 'plain'}) -> {out_dir}")
+
+
+if __name__ == "__main__":
+    main()

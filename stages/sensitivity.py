@@ -1,0 +1,43 @@
+"""sensitivity: skip each layer of the fine-tuned baseline and measure the validation accuracy drop."""
+
+from pathlib import Path
+
+import click
+
+from prunequant.config import load_params
+from prunequant.data import load_split
+from prunequant.evaluation import predict_logits
+from prunequant.io import write_text
+from prunequant.modeling import load_classifier, load_tokenizer
+from prunequant.sensitivity import METHODS, plot_sensitivity
+
+
+@click.command()
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, help="Prepared data folder.")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="Fine-tuned model folder.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), required=True, help="CSV file for the table.")
+@click.option("--png", "png_path", type=click.Path(path_type=Path), required=True, help="PNG file for the chart.")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
+def main(data_dir: Path, model_dir: Path, csv_path: Path, png_path: Path, params_path: str) -> None:
+    """Write <csv> (layer, accuracy, accuracy_drop, ci_low, ci_high, removal_order) and a bar chart."""
+    params = load_params(params_path)
+    validation = load_split(data_dir, "validation")
+    model, tokenizer = load_classifier(str(model_dir)), load_tokenizer(str(model_dir))
+    texts, labels = validation["text"].tolist(), validation["label"].to_numpy()
+
+    def correct(candidate):
+        logits = predict_logits(candidate, tokenizer, texts, batch_size=params.evaluate.batch_size,
+                                max_seq_length=params.base.max_seq_length)
+        return logits.argmax(axis=-1) == labels
+
+    reference, table = METHODS[params.sensitivity.method](model, correct, params.evaluate.confidence_level)
+    write_text(csv_path, table.to_csv(index=False))
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    plot_sensitivity(table, reference, png_path,
+                     title=f"Layer sensitivity of {params.base.model} ({params.sensitivity.method})")
+    order = table.sort_values("removal_order")["layer"].tolist()
+    click.echo(f"sensitivity: full model {reference:.4f}; least to most important layers: {order}")
+
+
+if __name__ == "__main__":
+    main()
