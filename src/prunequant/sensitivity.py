@@ -88,14 +88,12 @@ def plot_sensitivity(table: pd.DataFrame, reference: float, path, *, title: str)
     # drop = reference - accuracy, so the accuracy's upper bound is the drop's lower one.
     err = 100 * np.vstack([table["ci_high"] - table["accuracy"], table["accuracy"] - table["ci_low"]])
     fig, ax = plt.subplots(figsize=(max(5.5, 0.6 * len(table) + 2.5), 4.2))
-    bars = ax.bar(table["layer"].astype(int).astype(str), drop_pts, yerr=err, capsize=4, color="#1f77b4")
-    for bar, order in zip(bars, table["removal_order"], strict=True):
-        ax.annotate(f"#{int(order) + 1}", (bar.get_x() + bar.get_width() / 2, 0), xytext=(0, -14),
-                    textcoords="offset points", ha="center", fontsize=8, color="#555555")
+    labels = [f"{int(layer)}\n#{int(order) + 1}" for layer, order in zip(table["layer"], table["removal_order"], strict=True)]
+    ax.bar(labels, drop_pts, yerr=err, capsize=4, color="#1f77b4")
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("layer skipped (0 = next to the embeddings); #k = k-th to be pruned", labelpad=16)
+    ax.set_xlabel("layer skipped (0 = next to the embeddings); #k: k-th to be pruned")
     ax.set_ylabel("validation accuracy drop (points)")
-    ax.set_title(f"{title}\nfull model {100 * reference:.2f}% validation accuracy; error bars: 95% CI", fontsize=10)
+    ax.set_title(f"{title}\nfull model {100 * reference:.2f}% validation accuracy; error bars: 95% CI of each accuracy", fontsize=10)
     ax.margins(y=0.15)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
