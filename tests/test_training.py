@@ -1,9 +1,12 @@
 import json
 
+import pytest
+
 import torch
 from transformers import set_seed
 
 from prunequant.config import FinetuneConfig, RefinetuneConfig
+from prunequant.errors import PrunequantError
 from prunequant.modeling import load_classifier, load_tokenizer
 from prunequant.pruning import drop_layers
 from prunequant.training import finetune
@@ -54,3 +57,11 @@ def test_distillation_trains_a_pruned_student(tiny_model_dir):
                        teacher=teacher, kept_layers=student.config.pruned_from_layers)
     assert metrics["accuracy"] > 0.9
     assert student.config.num_hidden_layers == 1
+
+
+def test_hidden_state_matching_needs_a_pruned_model(tiny_model_dir):
+    model = load_classifier(str(tiny_model_dir))
+    cfg = RefinetuneConfig(epochs=1, hidden_weight=0.1)
+    with pytest.raises(PrunequantError, match="refinetune.hidden_weight > 0 needs a model pruned by prunequant"):
+        finetune(model, load_tokenizer(str(tiny_model_dir)), tiny_frame(4), tiny_frame(4), cfg,
+                 seed=0, max_seq_length=16, teacher=model)

@@ -73,6 +73,11 @@ class DistillationTrainer(Trainer):
     """
 
     def __init__(self, *args, teacher, distill: RefinetuneConfig, kept_layers: list[int] | None = None, **kwargs):
+        if distill.hidden_weight > 0 and not kept_layers:
+            raise PrunequantError(
+                "refinetune.hidden_weight > 0 needs a model pruned by prunequant (config.pruned_from_layers "
+                "maps its layers to the teacher's); set refinetune.hidden_weight: 0"
+            )
         super().__init__(*args, **kwargs)
         self.teacher = teacher.to(self.args.device).eval()
         self.distill = distill
