@@ -8,10 +8,10 @@ export PATH := $(BIN):$(PATH)
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro test metrics plots
+.PHONY: help setup repro compare-strategies test metrics plots
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-19s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## Create .venv with the pinned dependencies (CPU torch)
 
@@ -24,6 +24,9 @@ $(STAMP): requirements.txt pyproject.toml
 
 repro: setup ## Run the pipeline on params.yaml (dvc repro)
 	dvc repro
+
+compare-strategies: setup ## Every pruning strategy, with and without distillation -> metrics/strategies.csv
+	dvc repro strategies/dvc.yaml
 
 test: setup ## Run the whole test suite (about 5 minutes on 2 cores)
 	python -m pytest

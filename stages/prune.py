@@ -1,11 +1,12 @@
 """prune: physically remove the least important layers of the fine-tuned baseline."""
 
+import dataclasses
 from pathlib import Path
 
 import click
 import pandas as pd
 
-from prunequant.config import load_params
+from prunequant.config import PRUNE_STRATEGIES, load_params
 from prunequant.errors import PrunequantError
 from prunequant.modeling import load_classifier, load_tokenizer, save_classifier
 from prunequant.pruning import drop_layers, layer_count, layers_to_drop
@@ -17,11 +18,16 @@ from prunequant.sensitivity import importance_order
 @click.option("--sensitivity", "sensitivity_csv", type=click.Path(path_type=Path), required=True,
               help="Layer sensitivity CSV (used by strategy: sensitivity).")
 @click.option("--keep-layers", type=int, required=True, help="How many layers to keep.")
+@click.option("--strategy", type=click.Choice(PRUNE_STRATEGIES), default=None,
+              help="Override prune.strategy (make compare-strategies runs each one).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the pruned model.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
-def main(model_dir: Path, sensitivity_csv: Path, keep_layers: int, out_dir: Path, params_path: str) -> None:
+def main(model_dir: Path, sensitivity_csv: Path, keep_layers: int, strategy: str | None, out_dir: Path,
+         params_path: str) -> None:
     """Write a save_pretrained folder with <keep-layers> layers (config.pruned_from_layers says which)."""
     cfg = load_params(params_path).prune
+    if strategy is not None and strategy != cfg.strategy:
+        cfg = dataclasses.replace(cfg, strategy=strategy, drop_layers=cfg.drop_layers if strategy == "explicit" else ())
     model, tokenizer = load_classifier(str(model_dir)), load_tokenizer(str(model_dir))
     total = layer_count(model)
     order = None

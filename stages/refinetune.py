@@ -1,5 +1,6 @@
 """refinetune: fine-tune a pruned model again, optionally distilled from the fine-tuned baseline."""
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -16,11 +17,16 @@ from prunequant.modeling import load_classifier, load_tokenizer, save_classifier
               help="Fine-tuned baseline folder (the teacher when refinetune.distill is on).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the model.")
 @click.option("--live", "live_dir", type=click.Path(path_type=Path), required=True, help="DVCLive folder.")
+@click.option("--distill/--no-distill", default=None,
+              help="Override refinetune.distill (make compare-strategies runs both).")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
-def main(data_dir: Path, model_dir: Path, teacher_dir: Path, out_dir: Path, live_dir: Path, params_path: str) -> None:
+def main(data_dir: Path, model_dir: Path, teacher_dir: Path, out_dir: Path, live_dir: Path, distill: bool | None,
+         params_path: str) -> None:
     """Write the re-finetuned save_pretrained folder to <out>."""
     params = load_params(params_path)
     cfg = params.refinetune
+    if distill is not None:
+        cfg = dataclasses.replace(cfg, distill=distill)
     train, validation = load_split(data_dir, "train"), load_split(data_dir, "validation")
 
     from transformers import set_seed
