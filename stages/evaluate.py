@@ -3,15 +3,11 @@
 from pathlib import Path
 
 import click
-import pandas as pd
 
 from prunequant.config import load_params
-from prunequant.data import load_split
-from prunequant.evaluation import accuracy_ci, load_predictions, paired_test, predict_logits, predictions_frame
-from prunequant.io import atomic_dir, write_json
+from prunequant.evaluation import save_predictions, score_splits
+from prunequant.io import write_json
 from prunequant.modeling import deployable_size_mb, load_classifier, load_tokenizer, num_layers
-
-SCORED_SPLITS = ("validation", "test")
 
 
 @click.command()
@@ -42,26 +38,14 @@ def main(
     }
     if reference is not None:
         result["reference"] = reference.name
-    frames = {}
-    for split in SCORED_SPLITS:
-        frame = load_split(data_dir, split)
-        logits = predict_logits(
-            model,
-            tokenizer,
-            frame["text"].tolist(),
-            batch_size=params.evaluate.batch_size,
-            max_seq_length=params.base.max_seq_length,
-        )
-        frames[split] = predictions_frame(split, frame, logits)
-        correct = (frames[split]["prediction"] == frames[split]["label"]).to_numpy()
-        result[split] = accuracy_ci(correct, params.evaluate.confidence_level)
-        if reference is not None:
-            result[split] |= paired_test(load_predictions(reference, split), frames[split])
-    with atomic_dir(predictions) as tmp:
-        for split, frame in frames.items():
-            frame.to_parquet(tmp / f"{split}.parquet", index=False)
-    write_json(metrics, result)
-    test = result["test"]
+    scores, frames = score_splits(
+        model, tokenizer, data_dir, batch_size=params.evaluate.batch_size,
+        max_seq_length=params.base.max_seq_length, confidence_level=params.evaluate.confidence_level,
+        reference=reference,
+    )
+    save_predictions(frames, predictions)
+    write_json(metrics, result | scores)
+    test = scores["test"]
     click.echo(
         f"evaluate: {variant} test accuracy {test['accuracy']:.4f} "
         f"[{test['accuracy_ci_low']:.4f}, {test['accuracy_ci_high']:.4f}] (n={test['n']})"

@@ -54,3 +54,21 @@ def tiny_model_dir(tmp_path_factory):
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(tmp_path_factory):
+    """A 2-layer random BERT classifier large enough for quantization to show (hidden 64, vocab 512)."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast, set_seed
+
+    folder = tmp_path_factory.mktemp("small-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER]
+    vocab += [f"word{i}" for i in range(512 - len(vocab))]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), model_max_length=64)
+    set_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=128, max_position_embeddings=64, num_labels=2)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

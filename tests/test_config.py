@@ -52,6 +52,12 @@ def test_yaml_scientific_notation_string_is_a_float():
         ({"prune": {"drop_layers": [1]}}, "only used with prune.strategy: explicit"),
         ({"refinetune": {"alpha": 1.5}}, "refinetune.alpha must be in [0, 1]"),
         ({"refinetune": {"batch_size": 0}}, "refinetune.batch_size must be >= 1"),
+        ({"compare": {"strategies": ["bottm"]}}, "compare.strategies[0] is 'bottm' (did you mean 'bottom'?)"),
+        ({"compare": {"strategies": ["explicit"]}}, "choose one of sensitivity, top, bottom, alternate"),
+        ({"compare": {"strategies": ["top", "top"]}}, "lists a strategy twice"),
+        ({"compare": {"strategies": []}}, "compare.strategies must list at least one strategy"),
+        ({"compare": {"keep_layers": [3]}}, "compare.keep_layers must be of type int"),
+        ({"compare": {"keep_layers": 0}}, "compare.keep_layers must be >= 1"),
     ],
 )
 def test_bad_params_give_one_line_errors(raw, expected):
@@ -76,3 +82,39 @@ def test_empty_sections_take_defaults(tmp_path):
     path.write_text(yaml.safe_dump({"base": None, "finetune": {"epochs": 1}}))
     params = load_params(path)
     assert params.finetune.epochs == 1.0 and params.base == Params().base
+
+
+@pytest.mark.parametrize(
+    ("quantize", "expected"),
+    [
+        ({"schemes": ["onnx-int8-dynamc"]}, "quantize.schemes[0] has unknown scheme 'onnx-int8-dynamc' "
+                                           "(did you mean 'onnx-int8-dynamic'?)"),
+        ({"schemes": ["bf16", "bf16"]}, "quantize.schemes lists a scheme twice"),
+        ({"schemes": ["fp32"], "settings": {"fp32": {}}}, "quantize.schemes[0] is fp32: the models themselves"),
+        ({"schemes": ["fp8"], "settings": {}}, "quantize.settings has no entry for 'fp8'; add `fp8: {}`"),
+        ({"settings": {"onnx-int4-weight": {"block_sise": 32}}},
+         "unknown key 'quantize.settings.onnx-int4-weight.block_sise' (did you mean 'block_size'?)"),
+        ({"settings": {"onnx-int4-weight": {"block_size": 24}}},
+         "quantize.settings.onnx-int4-weight.block_size must be a power of two >= 16, got 24"),
+        ({"settings": {"onnx-int8-static": {"calibration_method": "entropy"}}},
+         "quantize.settings.onnx-int8-static.calibration_method is 'entropy'; choose one of minmax, percentiles"),
+        ({"settings": {"onnx-int8-dynamic": {"target": "avx3"}}}, "target is 'avx3'; choose one of"),
+        ({"settings": {"int8-dynamic": {"quantize_embeddings": "yes"}}},
+         "quantize.settings.int8-dynamic.quantize_embeddings must be of type bool"),
+        ({"settings": {"bf16": [1]}}, "quantize.settings.bf16 must be a mapping"),
+        ({"settings": {"bf16": {"x": 1}}}, "unknown key 'quantize.settings.bf16.x'"),
+    ],
+)
+def test_bad_quantize_params_give_one_line_errors(quantize, expected):
+    with pytest.raises(PrunequantError) as info:
+        params_from_dict({"quantize": {"schemes": [], **quantize}})
+    message = info.value.format_message()
+    assert expected in message, message
+    assert "\n" not in message
+
+
+def test_quantize_settings_are_typed_per_scheme():
+    params = params_from_dict({"quantize": {"schemes": ["onnx-int8-static"],
+                                            "settings": {"onnx-int8-static": {"calibration_samples": 64}}}})
+    settings = params.quantize.scheme_settings("onnx-int8-static")
+    assert settings.calibration_samples == 64 and settings.calibration_method == "percentiles"

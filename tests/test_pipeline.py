@@ -55,10 +55,13 @@ def repo(tmp_path_factory):
         finetune={"epochs": 1, "batch_size": 16, "logging_steps": 2},
         prune={"keep_layers": [4]},
         refinetune={"epochs": 1, "batch_size": 16, "logging_steps": 2},
+        quantize={"schemes": ["onnx-int8-dynamic", "fp16"]},  # one CPU scheme, one CUDA scheme
     )
     result = sh("dvc", "repro", cwd=repo)
     assert ran_stages(result.stdout) == [
-        "evaluate", "evaluate-pruned@4", "finetune", "prepare", "prune@4", "refinetune@4", "report", "sensitivity"]
+        "evaluate", "evaluate-pruned@4", "finetune", "machine", "prepare", "prune@4", "quantize-pruned@4-fp16",
+        "quantize-pruned@4-onnx-int8-dynamic", "quantize@baseline-fp16", "quantize@baseline-onnx-int8-dynamic",
+        "refinetune@4", "report", "sensitivity"]
     return repo
 
 
@@ -77,6 +80,7 @@ def test_every_output_is_written(repo):
     assert predictions["idx"].tolist() == test["idx"].tolist()
 
     results = pd.read_csv(repo / "metrics" / "results.csv")
+    results = results[results.precision == "fp32"].reset_index(drop=True)  # quantized rows: test below
     assert results[["variant", "layers", "precision", "device", "split"]].values.tolist() == [
         ["baseline", 6, "fp32", "cpu", "validation"], ["baseline", 6, "fp32", "cpu", "test"],
         ["pruned-4", 4, "fp32", "cpu", "validation"], ["pruned-4", 4, "fp32", "cpu", "test"]]
@@ -95,10 +99,59 @@ def test_every_output_is_written(repo):
     assert "test.accuracy" in sh("dvc", "metrics", "show", cwd=repo).stdout
 
 
+def test_every_model_is_quantized_and_scored(repo):
+    results = pd.read_csv(repo / "metrics" / "results.csv")
+    quantized = results[results.precision != "fp32"]
+    assert quantized[["variant", "precision", "device", "split", "status"]].values.tolist() == [
+        ["baseline", "onnx-int8-dynamic", "cpu", "validation", "ok"], ["baseline", "onnx-int8-dynamic", "cpu", "test", "ok"],
+        ["baseline", "fp16", "cuda", "validation", "n/a: needs CUDA"], ["baseline", "fp16", "cuda", "test", "n/a: needs CUDA"],
+        ["pruned-4", "onnx-int8-dynamic", "cpu", "validation", "ok"], ["pruned-4", "onnx-int8-dynamic", "cpu", "test", "ok"],
+        ["pruned-4", "fp16", "cuda", "validation", "n/a: needs CUDA"], ["pruned-4", "fp16", "cuda", "test", "n/a: needs CUDA"]]
+    cpu = quantized[quantized.status == "ok"]
+    assert cpu["accuracy"].notna().all() and (cpu["n"] == 40).all()
+    assert cpu["reference"].tolist() == ["baseline-fp32"] * 2 + ["pruned-4-fp32"] * 2
+    fp32_size = results.loc[(results.variant == "baseline") & (results.precision == "fp32"), "size_mb"].iloc[0]
+    assert cpu["size_mb"].iloc[0] < 0.3 * fp32_size  # embeddings are quantized too
+    assert quantized.loc[quantized.status != "ok", "accuracy"].isna().all()
+
+    folder = repo / "models" / "quantized" / "baseline-onnx-int8-dynamic"
+    assert {"model.onnx", "config.json", "tokenizer.json", "prunequant.json", "README.md"} <= {p.name for p in folder.iterdir()}
+    card = (folder / "README.md").read_text()
+    assert "## What stays in higher precision" in card and "ORTModelForSequenceClassification" in card
+    assert f"{100 * cpu['accuracy'].iloc[1]:.2f} [" in card  # the measured test accuracy
+    assert "n/a: needs CUDA" in (repo / "models" / "quantized" / "baseline-fp16" / "README.md").read_text()
+    assert json.loads((repo / "metrics" / "machine.json").read_text())["cuda"] is False
+
+
 def test_second_repro_reruns_nothing(repo):
     result = sh("dvc", "repro", cwd=repo)
-    assert ran_stages(result.stdout) == []
-    assert "up to date" in sh("dvc", "status", cwd=repo).stdout
+    assert ran_stages(result.stdout) == ["machine"]  # always checked; its unchanged output reruns nothing
+    assert sh("dvc", "status", "dvc.yaml", cwd=repo).stdout.split() == ["machine:", "always", "changed"]
+
+
+def test_compare_strategies_runs_every_strategy_with_and_without_distillation(repo):
+    set_params(repo, compare={"keep_layers": 3, "strategies": ["top", "alternate"]})
+    result = sh("dvc", "repro", "strategies/dvc.yaml", cwd=repo)  # what `make compare-strategies` runs
+    # Only the comparison's stages run: the baseline, its evaluation and the sensitivity are reused.
+    assert ran_stages(result.stdout) == [
+        f"strategies/dvc.yaml:{stage}" for stage in (
+            "evaluate@alternate-distill", "evaluate@alternate-no-distill", "evaluate@top-distill",
+            "evaluate@top-no-distill", "prune@alternate", "prune@top", "refinetune@alternate-distill",
+            "refinetune@alternate-no-distill", "refinetune@top-distill", "refinetune@top-no-distill", "report")]
+    strategies = pd.read_csv(repo / "metrics" / "strategies.csv")
+    results = pd.read_csv(repo / "metrics" / "results.csv")
+    assert list(strategies.columns) == list(results.columns)
+    assert strategies["variant"].unique().tolist() == [
+        "baseline", "pruned-3-alternate-distill", "pruned-3-alternate-no-distill", "pruned-3-top-distill",
+        "pruned-3-top-no-distill"]
+    assert set(strategies.loc[strategies.variant != "baseline", "layers"]) == {3}
+    assert set(strategies.loc[strategies.variant != "baseline", "reference"]) == {"baseline-fp32"}
+    for strategy, kept in (("top", [0, 1, 2]), ("alternate", [0, 2, 5])):
+        config = json.loads((repo / "models" / "strategies" / f"pruned-3-{strategy}-raw" / "config.json").read_text())
+        assert config["pruned_from_layers"] == kept
+    assert "| pruned-3-top-no-distill" in (repo / "reports" / "strategies.md").read_text()
+    assert ran_stages(sh("dvc", "repro", "strategies/dvc.yaml", cwd=repo).stdout) == []
+    assert "dvc repro strategies/dvc.yaml" in (repo / "Makefile").read_text()
 
 
 def test_evaluate_change_reruns_no_training(repo):
@@ -106,13 +159,27 @@ def test_evaluate_change_reruns_no_training(repo):
     result = sh("dvc", "repro", cwd=repo)
     # The CIs in sensitivity.csv change, so prune reruns, but it cuts the same layers: the costly
     # re-finetuning is skipped.
-    assert ran_stages(result.stdout) == ["evaluate", "evaluate-pruned@4", "prune@4", "report", "sensitivity"]
+    assert ran_stages(result.stdout) == [
+        "evaluate", "evaluate-pruned@4", "machine", "prune@4", "quantize-pruned@4-fp16",
+        "quantize-pruned@4-onnx-int8-dynamic", "quantize@baseline-fp16", "quantize@baseline-onnx-int8-dynamic",
+        "report", "sensitivity"]
+
+
+def test_changing_one_schemes_settings_reruns_only_that_scheme(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["quantize"]["settings"]["onnx-int8-dynamic"]["per_channel"] = False
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = sh("dvc", "repro", cwd=repo)
+    assert ran_stages(result.stdout) == [
+        "machine", "quantize-pruned@4-onnx-int8-dynamic", "quantize@baseline-onnx-int8-dynamic", "report"]
 
 
 def test_adding_a_prune_variant_runs_only_its_stages(repo):
     set_params(repo, prune={"keep_layers": [4, 5]})
     result = sh("dvc", "repro", cwd=repo)
-    assert ran_stages(result.stdout) == ["evaluate-pruned@5", "prune@5", "refinetune@5", "report"]
+    assert ran_stages(result.stdout) == [
+        "evaluate-pruned@5", "machine", "prune@5", "quantize-pruned@5-fp16", "quantize-pruned@5-onnx-int8-dynamic",
+        "refinetune@5", "report"]
 
 
 def test_unreachable_hub_model_fails_in_one_line_and_keeps_prepared_data(repo):

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from prunequant.errors import PrunequantError
-from prunequant.report import RESULT_COLUMNS, collect_results, markdown_table
+from prunequant.report import RESULT_COLUMNS, collect_results, markdown_table, summary_table
 
 
 def evaluation(variant, accuracy):
@@ -32,3 +32,43 @@ def test_no_or_incomplete_evaluations(tmp_path):
     (tmp_path / "x.json").write_text(json.dumps({"variant": "x"}))
     with pytest.raises(PrunequantError, match="lack model, layers"):
         collect_results(tmp_path)
+
+
+def test_combines_files_and_folders(tmp_path):
+    (tmp_path / "baseline.json").write_text(json.dumps(evaluation("baseline", 0.82)))
+    (tmp_path / "strategies").mkdir()
+    (tmp_path / "strategies" / "top.json").write_text(json.dumps(evaluation("pruned-3-top", 0.8)))
+    table = collect_results(tmp_path / "baseline.json", tmp_path / "strategies")
+    assert table["variant"].unique().tolist() == ["baseline", "pruned-3-top"]
+    with pytest.raises(PrunequantError, match="missing.json: no evaluation metrics"):
+        collect_results(tmp_path / "missing.json")
+
+
+def test_unavailable_variants_get_rows_without_figures(tmp_path):
+    (tmp_path / "baseline-fp32.json").write_text(json.dumps(evaluation("baseline", 0.82)))
+    quantized = {**evaluation("baseline", 0.81), "precision": "onnx-int8-dynamic", "reference": "baseline-fp32"}
+    (tmp_path / "baseline-onnx-int8-dynamic.json").write_text(json.dumps(quantized))
+    (tmp_path / "baseline-fp16.json").write_text(json.dumps({
+        "variant": "baseline", "model": "minilm-l6", "layers": 6, "precision": "fp16", "device": "cuda",
+        "size_mb": None, "status": "n/a: needs CUDA", "reference": "baseline-fp32"}))
+    table = collect_results(tmp_path)
+    # fp32 first, then the registry's order (CPU schemes before GPU ones)
+    assert table[["precision", "split"]].values.tolist() == [
+        ["fp32", "validation"], ["fp32", "test"], ["onnx-int8-dynamic", "validation"], ["onnx-int8-dynamic", "test"],
+        ["fp16", "validation"], ["fp16", "test"]]
+    gpu = table[table.precision == "fp16"]
+    assert (gpu["status"] == "n/a: needs CUDA").all() and gpu["accuracy"].isna().all() and gpu["size_mb"].isna().all()
+    row = [line for line in markdown_table(table).splitlines() if "| fp16" in line][0]
+    assert "n/a: needs CUDA" in row and "| n/a " in row
+
+
+def test_test_summary_has_one_row_per_artifact_with_size_ratio(tmp_path):
+    (tmp_path / "baseline-fp32.json").write_text(json.dumps(evaluation("baseline", 0.82)))
+    quantized = {**evaluation("baseline", 0.81), "precision": "onnx-int8-dynamic", "size_mb": 22.7,
+                 "reference": "baseline-fp32"}
+    quantized["test"] = {**quantized["test"], "accuracy_delta": -0.01, "mcnemar_p": 0.5, "verdict": "no significant difference"}
+    (tmp_path / "q.json").write_text(json.dumps(quantized))
+    lines = summary_table(collect_results(tmp_path)).splitlines()
+    assert len(lines) == 4  # header, rule, two artifacts
+    assert "| 81.00 [76.00, 86.00]" in lines[3] and "-1.00 vs baseline-fp32 (p=0.5)" in lines[3]
+    assert [cell.strip() for cell in lines[3].split("|")][-3:-1] == ["22.7", "0.250"]

@@ -20,6 +20,7 @@ from prunequant.errors import PrunequantError, did_you_mean
 from prunequant.io import atomic_dir
 
 SPLITS = ("train", "validation", "test")
+SCORED_SPLITS = ("validation", "test")  # every model is scored on these
 
 
 @dataclass(frozen=True)

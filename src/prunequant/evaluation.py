@@ -10,6 +10,7 @@ import torch
 from scipy.stats import binomtest
 from tqdm.auto import tqdm
 
+from prunequant.data import SCORED_SPLITS
 from prunequant.errors import PrunequantError
 
 
@@ -29,7 +30,8 @@ def accuracy_ci(correct: np.ndarray, confidence_level: float = 0.95) -> dict[str
 @torch.inference_mode()
 def predict_logits(model, tokenizer, texts: list[str], *, batch_size: int, max_seq_length: int) -> np.ndarray:
     """Logits for ``texts``, in order, batched with per-batch padding."""
-    model.eval()
+    if hasattr(model, "eval"):  # ONNX Runtime models have no training mode
+        model.eval()
     chunks = []
     for start in tqdm(range(0, len(texts), batch_size), desc="predict", unit="batch", leave=False):
         batch = tokenizer(
@@ -39,6 +41,9 @@ def predict_logits(model, tokenizer, texts: list[str], *, batch_size: int, max_s
             padding=True,
             return_tensors="pt",
         )
+        device = getattr(model, "device", None)  # GPU schemes: inputs go where the weights are
+        if device is not None and str(device) != "cpu":
+            batch = batch.to(device)
         chunks.append(model(**batch).logits.float().cpu().numpy())
     return np.concatenate(chunks)
 
@@ -84,6 +89,40 @@ def paired_test(reference: pd.DataFrame, variant: pd.DataFrame, alpha: float = 0
         "mcnemar_p": float(p_value),
         "verdict": verdict,
     }
+
+
+def score_splits(
+    model, tokenizer, data_dir, *, batch_size: int, max_seq_length: int, confidence_level: float, reference=None
+) -> tuple[dict, dict]:
+    """Accuracy with its CI per scored split (and a paired test against ``reference``'s predictions).
+
+    Returns ``(metrics by split, per-example predictions by split)``.
+    """
+    from prunequant.data import load_split
+
+    # Read the references first: a missing one fails before minutes of predicting.
+    references = {split: load_predictions(reference, split) for split in SCORED_SPLITS} if reference else {}
+    metrics, frames = {}, {}
+    for split in SCORED_SPLITS:
+        frame = load_split(data_dir, split)
+        logits = predict_logits(
+            model, tokenizer, frame["text"].tolist(), batch_size=batch_size, max_seq_length=max_seq_length
+        )
+        frames[split] = predictions_frame(split, frame, logits)
+        correct = (frames[split]["prediction"] == frames[split]["label"]).to_numpy()
+        metrics[split] = accuracy_ci(correct, confidence_level)
+        if reference is not None:
+            metrics[split] |= paired_test(references[split], frames[split])
+    return metrics, frames
+
+
+def save_predictions(frames: dict, folder) -> None:
+    """Write ``<folder>/<split>.parquet`` for each split, replacing the folder whole."""
+    from prunequant.io import atomic_dir
+
+    with atomic_dir(folder) as tmp:
+        for split, frame in frames.items():
+            frame.to_parquet(tmp / f"{split}.parquet", index=False)
 
 
 def load_predictions(folder, split: str) -> pd.DataFrame:

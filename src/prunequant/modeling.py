@@ -26,8 +26,10 @@ MODELS: dict[str, Callable[[], str]] = {
 
 # Files a saved classifier needs at inference time (weights, config, tokenizer); everything else in
 # a folder (model cards, training state) is not part of the deployable size.
+_WEIGHT_FILES = ("model.safetensors", "model.onnx")
 _RUNTIME_FILES = (
-    "model.safetensors",
+    *_WEIGHT_FILES,
+    "prunequant.json",  # a quantized artifact's manifest (scheme and settings)
     "config.json",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -101,8 +103,8 @@ def load_classifier(name: str, num_labels: int = 2, label_names: tuple[str, ...]
 
 
 def num_layers(model) -> int:
-    """Number of Transformer layers of a Hugging Face model."""
-    config = model.config
+    """Number of Transformer layers of a Hugging Face model (or of its config)."""
+    config = getattr(model, "config", model)
     for attr in ("num_hidden_layers", "n_layers", "num_layers"):
         if hasattr(config, attr):
             return int(getattr(config, attr))
@@ -110,11 +112,14 @@ def num_layers(model) -> int:
 
 
 def deployable_size_mb(folder: str | os.PathLike) -> float:
-    """Megabytes (10^6 bytes) of the files needed to run a saved model: weights, config, tokenizer."""
+    """Megabytes (10^6 bytes) of the files needed to run a saved model: weights, config, tokenizer.
+
+    The model card (README.md) is not counted.
+    """
     folder = Path(folder)
     files = [folder / name for name in _RUNTIME_FILES if (folder / name).is_file()]
-    if not any(f.name == "model.safetensors" for f in files):
-        raise PrunequantError(f"{folder}: no model.safetensors; run `dvc repro` to rebuild it")
+    if not any(f.name in _WEIGHT_FILES for f in files):
+        raise PrunequantError(f"{folder}: no model.safetensors or model.onnx; run `dvc repro` to rebuild it")
     return sum(f.stat().st_size for f in files) / 1e6
 
 

@@ -1,0 +1,74 @@
+"""The model card (README.md) of a quantized artifact: what it is, how well it does, how to load it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+
+def _accuracy_lines(evaluation: dict) -> list[str]:
+    lines = ["| split | n | accuracy % [95% CI] | vs the FP32 source (exact McNemar test) |", "|---|---:|---|---|"]
+    for split in ("validation", "test"):
+        if split not in evaluation:
+            continue
+        row = evaluation[split]
+        paired = ""
+        if "accuracy_delta" in row:
+            paired = f"{100 * row['accuracy_delta']:+.2f} pts, p = {row['mcnemar_p']:.2g}, {row['verdict']}"
+        lines.append(
+            f"| {split} | {row['n']} | {100 * row['accuracy']:.2f} [{100 * row['accuracy_ci_low']:.2f}, "
+            f"{100 * row['accuracy_ci_high']:.2f}] | {paired} |"
+        )
+    return lines
+
+
+def model_card(scheme, settings, evaluation: dict, *, source: str, source_size_mb: float | None, data: str,
+               folder: str) -> str:
+    """Markdown for ``<artifact>/README.md``; ``evaluation`` is the evaluate JSON of this artifact."""
+    library = "onnxruntime" if scheme.weights_format == "onnx" else "transformers"
+    status = evaluation["status"]
+    lines = [
+        "---",
+        f"library_name: {library}",
+        "pipeline_tag: text-classification",
+        f"tags: [prunequant, {scheme.name}]",
+        "---",
+        "",
+        f"# {evaluation['variant']} · {scheme.name}",
+        "",
+        f"{scheme.summary[0].upper()}{scheme.summary[1:]}. Made by prunequant from `{source}` "
+        f"({evaluation['layers']} layers of `{evaluation['model']}`, fine-tuned on `{data}`); meant to run on "
+        f"{'a CUDA GPU' if scheme.device == 'cuda' else 'a CPU'}.",
+        "",
+    ]
+    if status != "ok":
+        lines += [f"**Not built on the machine that ran the pipeline: {status}.** Run `dvc repro` on a machine with "
+                  "CUDA to build and score it.", ""]
+        return "\n".join(lines)
+    ratio = f" ({evaluation['size_mb'] / source_size_mb:.2f}× the FP32 source's {source_size_mb:.1f} MB)" if source_size_mb else ""
+    lines += [
+        "## Measured",
+        "",
+        f"Size on disk: **{evaluation['size_mb']:.1f} MB**{ratio}: weights, config and tokenizer, in 10^6 bytes.",
+        f"Accuracy, scored on {evaluation['device'].upper()} by the pipeline's evaluation:",
+        "",
+        *_accuracy_lines(evaluation),
+        "",
+        "## What stays in higher precision",
+        "",
+        f"{scheme.full_precision[0].upper()}{scheme.full_precision[1:]}.",
+        "",
+        "## How to load",
+        "",
+        "```python",
+        scheme.how_to_load.format(folder=folder),
+        "```",
+        "",
+        "## Settings",
+        "",
+        "```json",
+        json.dumps(asdict(settings), indent=2),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,217 @@
+"""GPU schemes: float16, bitsandbytes (transformers' BitsAndBytesConfig) and torchao ``quantize_`` configs.
+
+They are meant for CUDA and the pipeline evaluates them only there (on a CPU machine their rows say
+"n/a: needs CUDA"). The build and load code itself takes whichever device is present, so the tests
+exercise it on CPU where the kernels exist there (bitsandbytes 8/4-bit, torchao INT8 weight-only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from prunequant.quantization import PRUNEQUANT_LOAD, BuildContext, NoSettings, Scheme, register, require
+from prunequant.quantization.torch_schemes import HF_LOAD, cast_builder, cast_loader
+
+# Kept in full precision: the classifier head (two outputs, where rounding hurts most) and the pooler
+# (one small matrix on the [CLS] vector).
+SKIP_MODULES = ["classifier", "pooler"]
+
+_HEAD_NOTE = (
+    "the classifier head and the pooler stay in 16-bit: two small matrices where rounding hurts most; "
+    "LayerNorm and the embedding tables stay 16-bit too ({why})"
+)
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _save_tokenizer(source: Path, out: Path) -> None:
+    from prunequant.modeling import load_tokenizer
+
+    load_tokenizer(str(source)).save_pretrained(out)
+
+
+register(Scheme(
+    name="fp16",
+    summary="float16 weights and activations on a CUDA GPU",
+    device="cuda",
+    settings=NoSettings,
+    build=cast_builder("float16"),
+    load=cast_loader("float16", "cuda"),
+    full_precision="nothing is kept in FP32 (LayerNorm runs in float16 on the GPU, as is usual for BERT)",
+    how_to_load=HF_LOAD.replace("{extra}", ", torch_dtype=torch.float16").replace(
+        "tokenizer =", "model = model.cuda()\ntokenizer ="
+    ),
+))
+
+
+# ---- bitsandbytes -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Bnb4bitSettings:
+    """Knobs of bnb-nf4 / bnb-fp4."""
+
+    double_quant: bool = True  # quantize the block scales too (about 0.4 bits per weight saved)
+    compute_dtype: str = "float16"  # dtype of the matmuls after dequantization: float16 or bfloat16
+
+    def __post_init__(self) -> None:
+        require(self.compute_dtype in ("float16", "bfloat16"), "compute_dtype",
+                f"is {self.compute_dtype!r}; choose float16 or bfloat16")
+
+
+def _bnb_config(kind: str, settings):
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if kind == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=SKIP_MODULES)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=kind,
+        bnb_4bit_use_double_quant=settings.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, settings.compute_dtype),
+        llm_int8_skip_modules=SKIP_MODULES,
+    )
+
+
+def _bnb_builder(kind: str):
+    def build(source: Path, out: Path, settings, context: BuildContext) -> None:
+        from transformers import AutoModelForSequenceClassification
+
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, quantization_config=_bnb_config(kind, settings), device_map={"": _device()}, use_safetensors=True
+        )
+        model.save_pretrained(out, safe_serialization=True)
+        _save_tokenizer(source, out)
+
+    return build
+
+
+def _bnb_load(folder: Path, settings):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    # config.json carries the quantization_config: transformers rebuilds the 8/4-bit layers.
+    model = AutoModelForSequenceClassification.from_pretrained(folder, device_map={"": _device()}, use_safetensors=True)
+    return model.eval(), AutoTokenizer.from_pretrained(folder)
+
+
+_BNB_LOAD = """from transformers import AutoModelForSequenceClassification, AutoTokenizer   # needs bitsandbytes
+model = AutoModelForSequenceClassification.from_pretrained("{folder}", device_map={{"": "cuda"}})
+tokenizer = AutoTokenizer.from_pretrained("{folder}")"""
+
+for _kind, _name, _settings, _summary in (
+    ("int8", "bnb-int8", NoSettings, "bitsandbytes LLM.int8(): INT8 Linear weights, outliers kept in 16-bit"),
+    ("nf4", "bnb-nf4", Bnb4bitSettings, "bitsandbytes 4-bit NormalFloat (NF4) Linear weights, 16-bit compute"),
+    ("fp4", "bnb-fp4", Bnb4bitSettings, "bitsandbytes 4-bit float (FP4) Linear weights, 16-bit compute"),
+):
+    register(Scheme(
+        name=_name,
+        summary=_summary,
+        device="cuda",
+        settings=_settings,
+        build=_bnb_builder(_kind),
+        load=_bnb_load,
+        full_precision=_HEAD_NOTE.format(why="transformers' bitsandbytes integration quantizes Linear layers only"),
+        how_to_load=_BNB_LOAD,
+    ))
+
+
+# ---- torchao ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TorchaoInt4Settings:
+    """Knobs of torchao-int4-weight."""
+
+    group_size: int = 128  # weights sharing one scale (32, 64, 128 or 256)
+
+    def __post_init__(self) -> None:
+        require(self.group_size in (32, 64, 128, 256), "group_size", f"must be 32, 64, 128 or 256, got {self.group_size}")
+
+
+def _torchao_config(name: str, settings):
+    from torchao.quantization import (
+        Float8DynamicActivationFloat8WeightConfig,
+        Int4WeightOnlyConfig,
+        Int8WeightOnlyConfig,
+        PerRow,
+    )
+
+    if name == "torchao-int8-weight":
+        return Int8WeightOnlyConfig(version=2)
+    if name == "torchao-int4-weight":
+        return Int4WeightOnlyConfig(group_size=settings.group_size)
+    return Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
+
+
+def _quantize_linears(model, name: str, settings) -> None:
+    from torch import nn
+    from torchao.quantization import quantize_
+
+    quantize_(
+        model,
+        _torchao_config(name, settings),
+        filter_fn=lambda module, fqn: isinstance(module, nn.Linear) and not set(fqn.split(".")) & set(SKIP_MODULES),
+    )
+
+
+def _torchao_builder(name: str):
+    def build(source: Path, out: Path, settings, context: BuildContext) -> None:
+        import torch
+        from safetensors.torch import save_file
+        from torchao.prototype.safetensors.safetensors_support import flatten_tensor_state_dict
+        from transformers import AutoModelForSequenceClassification
+
+        model = AutoModelForSequenceClassification.from_pretrained(source, torch_dtype=torch.bfloat16, use_safetensors=True)
+        model = model.to(_device()).eval()
+        _quantize_linears(model, name, settings)
+        # torchao's own safetensors layout: plain tensors plus JSON metadata naming each tensor subclass.
+        tensors, metadata = flatten_tensor_state_dict(model.state_dict())
+        save_file({k: v.contiguous() for k, v in tensors.items()}, out / "model.safetensors", metadata=metadata)
+        model.config.save_pretrained(out)
+        _save_tokenizer(source, out)
+
+    return build
+
+
+def _torchao_loader(name: str):
+    def load(folder: Path, settings):
+        import torch
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+        from torchao.prototype.safetensors.safetensors_support import unflatten_tensor_state_dict
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+        skeleton = AutoModelForSequenceClassification.from_config(
+            AutoConfig.from_pretrained(folder), torch_dtype=torch.bfloat16
+        ).to(_device()).eval()
+        _quantize_linears(skeleton, name, settings)  # the quantized tensor types, to be overwritten
+        with safe_open(folder / "model.safetensors", framework="pt") as handle:
+            metadata = handle.metadata()
+        state, leftover = unflatten_tensor_state_dict(load_file(folder / "model.safetensors", device=_device()), metadata)
+        assert not leftover, f"unexpected tensors in {folder}: {sorted(leftover)[:3]}"
+        skeleton.load_state_dict(state, assign=True)
+        return skeleton, AutoTokenizer.from_pretrained(folder)
+
+    return load
+
+
+for _name, _settings, _summary in (
+    ("torchao-int8-weight", NoSettings, "torchao INT8 weight-only (per-row scales), bfloat16 activations"),
+    ("torchao-int4-weight", TorchaoInt4Settings, "torchao INT4 weight-only (grouped scales, tinygemm), bfloat16 activations"),
+    ("fp8", NoSettings, "torchao FP8 (e4m3) weights and dynamic per-row FP8 activations (Hopper or newer)"),
+):
+    register(Scheme(
+        name=_name,
+        summary=_summary,
+        device="cuda",
+        settings=_settings,
+        build=_torchao_builder(_name),
+        load=_torchao_loader(_name),
+        full_precision=_HEAD_NOTE.format(why="torchao quantize_ is applied to the encoder's Linear layers"),
+        how_to_load=PRUNEQUANT_LOAD,
+        min_cuda_capability=(8, 9) if _name == "fp8" else None,
+    ))

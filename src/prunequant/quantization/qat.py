@@ -1,0 +1,107 @@
+"""int8-qat: a short quantization-aware fine-tuning, then the same INT8 artifact as int8-dynamic.
+
+torchao's QAT inserts fake quantization into the Linear layers (INT8 per-channel weights, INT8 per-token
+activations), so training sees the rounding it will meet. The run is the pipeline's own Trainer, distilled
+from the FP32 source so that the student learns to keep the source's decisions under quantization. The
+trained weights are then quantized for real by torch.ao (dynamic INT8) and saved like ``int8-dynamic``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from prunequant.quantization import PRUNEQUANT_LOAD, BuildContext, Scheme, register, require
+from prunequant.quantization.torch_schemes import (
+    Int8DynamicSettings,
+    _load_int8_dynamic,
+    save_int8_dynamic,
+)
+
+
+@dataclass(frozen=True)
+class QatSettings:
+    """Knobs of int8-qat."""
+
+    epochs: float = 1.0
+    learning_rate: float = 1e-5  # small: the model is already trained; QAT only adapts it to rounding
+    batch_size: int = 32
+    train_samples: int = 2048  # the first N training sentences (0: all of them)
+    distill_alpha: float = 0.5  # weight of the FP32 source's soft logits; 1 - alpha goes to the labels
+    quantize_embeddings: bool = True  # 8-bit embedding tables in the saved artifact, as int8-dynamic
+
+    def __post_init__(self) -> None:
+        require(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
+        require(0 < self.learning_rate < 1, "learning_rate", f"must be in (0, 1), got {self.learning_rate}")
+        require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        require(self.train_samples >= 0, "train_samples", f"must be >= 0 (0: all), got {self.train_samples}")
+        require(0 <= self.distill_alpha <= 1, "distill_alpha", f"must be in [0, 1], got {self.distill_alpha}")
+
+
+def _linear_filter(module, fqn: str) -> bool:
+    from torch import nn
+
+    return isinstance(module, nn.Linear) and not fqn.startswith("classifier")
+
+
+def prepare_qat(model) -> None:
+    """Insert INT8 fake quantization (weights per channel, activations per token) into the Linear layers."""
+    import torch
+    from torchao.quantization import quantize_
+    from torchao.quantization.qat import IntxFakeQuantizeConfig, QATConfig
+
+    config = QATConfig(
+        activation_config=IntxFakeQuantizeConfig(torch.int8, "per_token", is_symmetric=False),
+        weight_config=IntxFakeQuantizeConfig(torch.int8, "per_channel", is_symmetric=True),
+        step="prepare",
+    )
+    quantize_(model, config, filter_fn=_linear_filter)
+
+
+def _build(source: Path, out: Path, settings: QatSettings, context: BuildContext) -> None:
+    import pandas as pd
+    from transformers import AutoModelForSequenceClassification, set_seed
+
+    from prunequant.config import RefinetuneConfig
+    from prunequant.errors import PrunequantError
+    from prunequant.modeling import load_classifier, load_tokenizer
+    from prunequant.training import finetune
+
+    count = settings.train_samples or len(context.train_texts)
+    train = pd.DataFrame({"text": context.train_texts[:count], "label": context.train_labels[:count]})
+    validation = pd.DataFrame({"text": context.validation_texts, "label": context.validation_labels})
+    if train.empty or validation.empty:
+        raise PrunequantError("int8-qat: needs training and validation sentences; check data/prepared")
+    set_seed(context.seed)
+    model, tokenizer, teacher = load_classifier(str(source)), load_tokenizer(str(source)), load_classifier(str(source))
+    prepare_qat(model)
+    recipe = RefinetuneConfig(
+        epochs=settings.epochs, learning_rate=settings.learning_rate, batch_size=settings.batch_size,
+        logging_steps=50, distill=settings.distill_alpha > 0, alpha=settings.distill_alpha,
+    )
+    finetune(model, tokenizer, train, validation, recipe, seed=context.seed, max_seq_length=context.max_seq_length,
+             teacher=teacher)
+    # Fake-quantized Linear layers keep plain weight/bias tensors: move them into an ordinary model.
+    trained = AutoModelForSequenceClassification.from_config(model.config)
+    trained.load_state_dict(model.state_dict())
+    save_int8_dynamic(trained, tokenizer, out, Int8DynamicSettings(settings.quantize_embeddings))
+
+
+def _load(folder: Path, settings: QatSettings):
+    return _load_int8_dynamic(folder, Int8DynamicSettings(settings.quantize_embeddings))
+
+
+register(Scheme(
+    name="int8-qat",
+    summary="quantization-aware fine-tuning (torchao fake quantization, distilled from FP32), saved as PyTorch "
+            "dynamic INT8",
+    device="cpu",
+    settings=QatSettings,
+    build=_build,
+    load=_load,
+    full_precision=(
+        "LayerNorm weights, biases and the classifier head stay FP32, as in int8-dynamic; the embedding tables "
+        "are 8-bit per row but were not fake-quantized in training (8-bit rows lose almost nothing)"
+    ),
+    how_to_load=PRUNEQUANT_LOAD,
+))

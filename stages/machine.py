@@ -1,0 +1,23 @@
+"""machine: record which accelerator this machine offers, so GPU stages rerun when it changes."""
+
+from pathlib import Path
+
+import click
+
+from prunequant.io import write_json
+
+
+@click.command()
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="JSON file to write.")
+def main(out: Path) -> None:
+    """Write {"cuda": bool, "gpu": name or null} to <out> (rewritten only when it changes)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    machine = {"cuda": cuda, "gpu": torch.cuda.get_device_name(0) if cuda else None}
+    write_json(out, machine)
+    click.echo(f"machine: {'CUDA, ' + machine['gpu'] if cuda else 'no CUDA device: GPU schemes report n/a'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""quantize: build one artifact of a model with one scheme, score it, and write its model card."""
+
+from pathlib import Path
+
+import click
+
+from prunequant.config import load_params
+from prunequant.data import load_split
+from prunequant.errors import PrunequantError
+from prunequant.evaluation import load_predictions, save_predictions, score_splits
+from prunequant.io import atomic_dir, write_json, write_text
+from prunequant.modelcard import model_card
+from prunequant.modeling import deployable_size_mb, num_layers
+from prunequant.quantization import SCHEMES, BuildContext, load_artifact, not_available_reason, write_manifest
+
+
+@click.command()
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, help="Prepared data folder.")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="FP32 model folder.")
+@click.option("--variant", required=True, help="Name of the source model in results (e.g. pruned-4).")
+@click.option("--scheme", "scheme_name", type=click.Choice(list(SCHEMES)), required=True,
+              help="A scheme of the registry (e.g. onnx-int8-dynamic).")
+@click.option("--reference", type=click.Path(path_type=Path), required=True,
+              help="Predictions folder of the FP32 source (paired McNemar test).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Artifact folder.")
+@click.option("--metrics", type=click.Path(path_type=Path), required=True, help="JSON file for accuracy.")
+@click.option("--predictions", type=click.Path(path_type=Path), required=True, help="Folder for predictions.")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
+def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, reference: Path, out_dir: Path,
+         metrics: Path, predictions: Path, params_path: str) -> None:
+    """Write the artifact to <out>, its accuracy to <metrics> and its predictions to <predictions>."""
+    params = load_params(params_path)
+    scheme = SCHEMES[scheme_name]
+    settings = params.quantize.scheme_settings(scheme_name)
+    # Inputs are checked before any build: a missing one fails in one line, and fast.
+    if not (model_dir / "config.json").is_file():
+        raise PrunequantError(f"{model_dir}: no model folder here; run `dvc repro` to build it")
+    load_predictions(reference, "test")
+    train, validation = load_split(data_dir, "train"), load_split(data_dir, "validation")
+    result = {"variant": variant, "model": params.base.model, "precision": scheme.name, "device": scheme.device,
+              "reference": reference.name}
+    unavailable = not_available_reason(scheme)
+    with atomic_dir(out_dir) as tmp:
+        if unavailable:
+            from transformers import AutoConfig
+
+            result |= {"layers": num_layers(AutoConfig.from_pretrained(model_dir)), "size_mb": None,
+                       "status": unavailable}
+            write_manifest(tmp, scheme, settings, str(model_dir), unavailable)
+            frames = {}
+        else:
+            context = BuildContext(
+                train_texts=tuple(train["text"]), train_labels=tuple(int(v) for v in train["label"]),
+                validation_texts=tuple(validation["text"]), validation_labels=tuple(int(v) for v in validation["label"]),
+                seed=params.base.seed, max_seq_length=params.base.max_seq_length,
+            )
+            scheme.build(model_dir, tmp, settings, context)
+            write_manifest(tmp, scheme, settings, str(model_dir), "ok")
+            model, tokenizer, _ = load_artifact(tmp)  # scored as a user loads it: from the folder alone
+            result |= {"layers": num_layers(model), "size_mb": round(deployable_size_mb(tmp), 3), "status": "ok"}
+            scores, frames = score_splits(
+                model, tokenizer, data_dir, batch_size=params.evaluate.batch_size,
+                max_seq_length=params.base.max_seq_length, confidence_level=params.evaluate.confidence_level,
+                reference=reference,
+            )
+            result |= scores
+        write_text(tmp / "README.md", model_card(
+            scheme, settings, result, source=str(model_dir), source_size_mb=deployable_size_mb(model_dir),
+            data=params.base.data, folder=str(out_dir),
+        ))
+    save_predictions(frames, predictions)
+    write_json(metrics, result)
+    if unavailable:
+        click.echo(f"quantize: {variant} {scheme.name}: {unavailable}")
+    else:
+        test = result["test"]
+        click.echo(f"quantize: {variant} {scheme.name} {result['size_mb']:.1f} MB, test accuracy "
+                   f"{test['accuracy']:.4f} ({100 * test['accuracy_delta']:+.2f} pts vs FP32) -> {out_dir}")
+
+
+if __name__ == "__main__":
+    main()
