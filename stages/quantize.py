@@ -5,13 +5,20 @@ from pathlib import Path
 import click
 
 from prunequant.config import load_params
-from prunequant.data import load_split
+from prunequant.data import SCORED_SPLITS, load_split
 from prunequant.errors import PrunequantError
 from prunequant.evaluation import load_predictions, save_predictions, score_splits
 from prunequant.io import atomic_dir, write_json, write_text
 from prunequant.modelcard import model_card
 from prunequant.modeling import deployable_size_mb, num_layers
-from prunequant.quantization import SCHEMES, BuildContext, load_artifact, not_available_reason, write_manifest
+from prunequant.quantization import (
+    SCHEMES,
+    BuildContext,
+    artifact_size_mb,
+    load_artifact,
+    not_available_reason,
+    write_manifest,
+)
 
 
 @click.command()
@@ -35,7 +42,8 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
     # Inputs are checked before any build: a missing one fails in one line, and fast.
     if not (model_dir / "config.json").is_file():
         raise PrunequantError(f"{model_dir}: no model folder here; run `dvc repro` to build it")
-    load_predictions(reference, "test")
+    for split in SCORED_SPLITS:
+        load_predictions(reference, split)
     train, validation = load_split(data_dir, "train"), load_split(data_dir, "validation")
     result = {"variant": variant, "model": params.base.model, "precision": scheme.name, "device": scheme.device,
               "reference": reference.name}
@@ -57,7 +65,7 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
             scheme.build(model_dir, tmp, settings, context)
             write_manifest(tmp, scheme, settings, str(model_dir), "ok")
             model, tokenizer, _ = load_artifact(tmp)  # scored as a user loads it: from the folder alone
-            result |= {"layers": num_layers(model), "size_mb": round(deployable_size_mb(tmp), 3), "status": "ok"}
+            result |= {"layers": num_layers(model), "size_mb": round(artifact_size_mb(tmp), 3), "status": "ok"}
             scores, frames = score_splits(
                 model, tokenizer, data_dir, batch_size=params.evaluate.batch_size,
                 max_seq_length=params.base.max_seq_length, confidence_level=params.evaluate.confidence_level,

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+from prunequant.data import SCORED_SPLITS
+from prunequant.quantization import PRUNEQUANT_LOAD
+
 
 def _accuracy_lines(evaluation: dict) -> list[str]:
     lines = ["| split | n | accuracy % [95% CI] | vs the FP32 source (exact McNemar test) |", "|---|---:|---|---|"]
-    for split in ("validation", "test"):
+    for split in SCORED_SPLITS:
         if split not in evaluation:
             continue
         row = evaluation[split]
@@ -25,18 +28,20 @@ def _accuracy_lines(evaluation: dict) -> list[str]:
 def model_card(scheme, settings, evaluation: dict, *, source: str, source_size_mb: float | None, data: str,
                folder: str) -> str:
     """Markdown for ``<artifact>/README.md``; ``evaluation`` is the evaluate JSON of this artifact."""
-    library = "onnxruntime" if scheme.weights_format == "onnx" else "transformers"
+    # Hub metadata: which library loads the folder (none for the layouts only prunequant's loader reads).
+    library = None if scheme.how_to_load == PRUNEQUANT_LOAD else "onnxruntime" if scheme.weights_format == "onnx" \
+        else "transformers"
     status = evaluation["status"]
     lines = [
         "---",
-        f"library_name: {library}",
+        *([f"library_name: {library}"] if library else []),
         "pipeline_tag: text-classification",
         f"tags: [prunequant, {scheme.name}]",
         "---",
         "",
         f"# {evaluation['variant']} · {scheme.name}",
         "",
-        f"{scheme.summary[0].upper()}{scheme.summary[1:]}. Made by prunequant from `{source}` "
+        f"{scheme.name}: {scheme.summary}. Made by prunequant from `{source}` "
         f"({evaluation['layers']} layers of `{evaluation['model']}`, fine-tuned on `{data}`); meant to run on "
         f"{'a CUDA GPU' if scheme.device == 'cuda' else 'a CPU'}.",
         "",

@@ -60,6 +60,7 @@ class Scheme:
     weights_format: str = "safetensors"  # or "onnx"
     how_to_load: str = ""  # a Python snippet for the model card; {folder} is filled in
     min_cuda_capability: tuple[int, int] | None = None  # e.g. (8, 9): FP8 matmuls need Ada or Hopper
+    cpu_kernels: bool = False  # a CUDA scheme whose build and load also run on CPU (slowly): tests use it
 
     def __post_init__(self) -> None:
         assert self.device in DEVICES, self.device
@@ -133,7 +134,17 @@ def not_available_reason(scheme: Scheme) -> str | None:
 def read_manifest(folder: str | os.PathLike) -> dict | None:
     """The manifest of an artifact folder, or None for a plain save_pretrained (FP32) folder."""
     path = Path(folder) / MANIFEST
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise PrunequantError(f"{path}: not valid JSON; rebuild the artifact with `dvc repro`") from None
+
+
+def artifact_size_mb(folder: str | os.PathLike) -> float:
+    """Megabytes (10^6 bytes) of every file an artifact needs to run: all but its model card."""
+    return sum(p.stat().st_size for p in Path(folder).iterdir() if p.is_file() and p.name != "README.md") / 1e6
 
 
 def write_manifest(folder: Path, scheme: Scheme, settings: Any, source: str, status: str) -> None:
@@ -151,6 +162,8 @@ def write_manifest(folder: Path, scheme: Scheme, settings: Any, source: str, sta
 def load_artifact(folder: str | os.PathLike):
     """(model, tokenizer, scheme) of an artifact folder, or of a plain FP32 save_pretrained folder."""
     folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise PrunequantError(f"{folder}: not a model folder (no config.json); run `dvc repro` to build it")
     manifest = read_manifest(folder)
     name = manifest["scheme"] if manifest else "fp32"
     if name not in SCHEMES:
@@ -158,6 +171,9 @@ def load_artifact(folder: str | os.PathLike):
     scheme = SCHEMES[name]
     if manifest and manifest.get("status", "ok") != "ok":
         raise PrunequantError(f"{folder}: not built here ({manifest['status']}); rebuild it with `dvc repro`")
+    unavailable = not_available_reason(scheme)
+    if unavailable and not scheme.cpu_kernels:
+        raise PrunequantError(f"{folder}: a {scheme.name} artifact cannot run on this machine ({unavailable})")
     settings = parse_settings(scheme, (manifest or {}).get("settings"), f"{folder}/{MANIFEST}: settings")
     model, tokenizer = scheme.load(folder, settings)
     return model, tokenizer, scheme

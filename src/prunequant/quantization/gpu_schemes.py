@@ -43,7 +43,7 @@ register(Scheme(
     build=cast_builder("float16"),
     load=cast_loader("float16", "cuda"),
     full_precision="nothing is kept in FP32 (LayerNorm runs in float16 on the GPU, as is usual for BERT)",
-    how_to_load=HF_LOAD.replace("{extra}", ", torch_dtype=torch.float16").replace(
+    how_to_load=HF_LOAD.replace("{extra}", ", dtype=torch.float16").replace(
         "tokenizer =", "model = model.cuda()\ntokenizer ="
     ),
 ))
@@ -117,7 +117,12 @@ for _kind, _name, _settings, _summary in (
         load=_bnb_load,
         full_precision=_HEAD_NOTE.format(why="transformers' bitsandbytes integration quantizes Linear layers only"),
         how_to_load=_BNB_LOAD,
+        cpu_kernels=True,
     ))
+
+
+# torchao's safetensors layout (tensor subclasses flattened, with JSON metadata): only load_artifact reads it.
+TORCHAO_WEIGHTS = "model.torchao.safetensors"
 
 
 # ---- torchao ----------------------------------------------------------------------------------------
@@ -143,19 +148,28 @@ def _torchao_config(name: str, settings):
     if name == "torchao-int8-weight":
         return Int8WeightOnlyConfig(version=2)
     if name == "torchao-int4-weight":
-        return Int4WeightOnlyConfig(group_size=settings.group_size)
+        return Int4WeightOnlyConfig(group_size=settings.group_size, int4_packing_format="tile_packed_to_4d")
     return Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
 
 
 def _quantize_linears(model, name: str, settings) -> None:
     from torch import nn
     from torchao.quantization import quantize_
+    from torchao.utils import TorchAOBaseTensor
 
-    quantize_(
-        model,
-        _torchao_config(name, settings),
-        filter_fn=lambda module, fqn: isinstance(module, nn.Linear) and not set(fqn.split(".")) & set(SKIP_MODULES),
-    )
+    def targeted(module, fqn: str) -> bool:
+        return isinstance(module, nn.Linear) and not set(fqn.split(".")) & set(SKIP_MODULES)
+
+    quantize_(model, _torchao_config(name, settings), filter_fn=targeted)
+    # torchao leaves a layer whose shape does not fit the config as it was, logging at info level only.
+    skipped = [fqn for fqn, module in model.named_modules()
+               if targeted(module, fqn) and not isinstance(module.weight, TorchAOBaseTensor)]
+    if skipped:
+        from prunequant.errors import PrunequantError
+
+        hint = f"; try quantize.settings.{name}.group_size 32 or 64" if name == "torchao-int4-weight" else ""
+        raise PrunequantError(f"{name}: torchao left {len(skipped)} Linear layers unquantized "
+                              f"(e.g. {skipped[0]}: their shape does not fit){hint}")
 
 
 def _torchao_builder(name: str):
@@ -165,12 +179,12 @@ def _torchao_builder(name: str):
         from torchao.prototype.safetensors.safetensors_support import flatten_tensor_state_dict
         from transformers import AutoModelForSequenceClassification
 
-        model = AutoModelForSequenceClassification.from_pretrained(source, torch_dtype=torch.bfloat16, use_safetensors=True)
+        model = AutoModelForSequenceClassification.from_pretrained(source, dtype=torch.bfloat16, use_safetensors=True)
         model = model.to(_device()).eval()
         _quantize_linears(model, name, settings)
         # torchao's own safetensors layout: plain tensors plus JSON metadata naming each tensor subclass.
         tensors, metadata = flatten_tensor_state_dict(model.state_dict())
-        save_file({k: v.contiguous() for k, v in tensors.items()}, out / "model.safetensors", metadata=metadata)
+        save_file({k: v.contiguous() for k, v in tensors.items()}, out / TORCHAO_WEIGHTS, metadata=metadata)
         model.config.save_pretrained(out)
         _save_tokenizer(source, out)
 
@@ -186,12 +200,12 @@ def _torchao_loader(name: str):
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
         skeleton = AutoModelForSequenceClassification.from_config(
-            AutoConfig.from_pretrained(folder), torch_dtype=torch.bfloat16
+            AutoConfig.from_pretrained(folder), dtype=torch.bfloat16
         ).to(_device()).eval()
         _quantize_linears(skeleton, name, settings)  # the quantized tensor types, to be overwritten
-        with safe_open(folder / "model.safetensors", framework="pt") as handle:
+        with safe_open(folder / TORCHAO_WEIGHTS, framework="pt") as handle:
             metadata = handle.metadata()
-        state, leftover = unflatten_tensor_state_dict(load_file(folder / "model.safetensors", device=_device()), metadata)
+        state, leftover = unflatten_tensor_state_dict(load_file(folder / TORCHAO_WEIGHTS, device=_device()), metadata)
         assert not leftover, f"unexpected tensors in {folder}: {sorted(leftover)[:3]}"
         skeleton.load_state_dict(state, assign=True)
         return skeleton, AutoTokenizer.from_pretrained(folder)
@@ -202,7 +216,7 @@ def _torchao_loader(name: str):
 for _name, _settings, _summary in (
     ("torchao-int8-weight", NoSettings, "torchao INT8 weight-only (per-row scales), bfloat16 activations"),
     ("torchao-int4-weight", TorchaoInt4Settings, "torchao INT4 weight-only (grouped scales, tinygemm), bfloat16 activations"),
-    ("fp8", NoSettings, "torchao FP8 (e4m3) weights and dynamic per-row FP8 activations (Hopper or newer)"),
+    ("fp8", NoSettings, "torchao FP8 (e4m3) weights and dynamic per-row FP8 activations (Ada, Hopper or newer)"),
 ):
     register(Scheme(
         name=_name,
@@ -213,5 +227,6 @@ for _name, _settings, _summary in (
         load=_torchao_loader(_name),
         full_precision=_HEAD_NOTE.format(why="torchao quantize_ is applied to the encoder's Linear layers"),
         how_to_load=PRUNEQUANT_LOAD,
-        min_cuda_capability=(8, 9) if _name == "fp8" else None,
+        min_cuda_capability={"fp8": (8, 9), "torchao-int4-weight": (8, 0)}.get(_name),
+        cpu_kernels=_name == "torchao-int8-weight",
     ))

@@ -1,9 +1,11 @@
 """int8-qat: a short quantization-aware fine-tuning, then the same INT8 artifact as int8-dynamic.
 
-torchao's QAT inserts fake quantization into the Linear layers (INT8 per-channel weights, INT8 per-token
-activations), so training sees the rounding it will meet. The run is the pipeline's own Trainer, distilled
-from the FP32 source so that the student learns to keep the source's decisions under quantization. The
-trained weights are then quantized for real by torch.ao (dynamic INT8) and saved like ``int8-dynamic``.
+torchao's QAT fake-quantizes the Linear weights as the deployed model stores them (INT8, symmetric, one
+scale per output channel), so training adapts the weights to that rounding. Activations are not
+simulated: torch.ao's dynamic INT8 quantizes them per tensor at run time with a range no fake quantizer
+reproduces exactly. The run is the pipeline's own Trainer, distilled from the FP32 source so that the
+student learns to keep the source's decisions. The trained weights are then quantized for real by
+torch.ao (dynamic INT8) and saved like ``int8-dynamic``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class QatSettings:
     epochs: float = 1.0
     learning_rate: float = 1e-5  # small: the model is already trained; QAT only adapts it to rounding
     batch_size: int = 32
-    train_samples: int = 2048  # the first N training sentences (0: all of them)
+    train_samples: int = 1024  # the first N training sentences (0: all of them)
     distill_alpha: float = 0.5  # weight of the FP32 source's soft logits; 1 - alpha goes to the labels
     quantize_embeddings: bool = True  # 8-bit embedding tables in the saved artifact, as int8-dynamic
 
@@ -45,22 +47,26 @@ def _linear_filter(module, fqn: str) -> bool:
 
 
 def prepare_qat(model) -> None:
-    """Insert INT8 fake quantization (weights per channel, activations per token) into the Linear layers."""
+    """Fake-quantize the Linear weights (INT8, symmetric, per output channel) for training."""
     import torch
     from torchao.quantization import quantize_
     from torchao.quantization.qat import IntxFakeQuantizeConfig, QATConfig
 
-    config = QATConfig(
-        activation_config=IntxFakeQuantizeConfig(torch.int8, "per_token", is_symmetric=False),
-        weight_config=IntxFakeQuantizeConfig(torch.int8, "per_channel", is_symmetric=True),
-        step="prepare",
-    )
-    quantize_(model, config, filter_fn=_linear_filter)
+    weights = IntxFakeQuantizeConfig(torch.int8, "per_channel", is_symmetric=True)
+    quantize_(model, QATConfig(weight_config=weights, step="prepare"), filter_fn=_linear_filter)
+
+
+def convert_qat(model) -> None:
+    """Turn the fake-quantized Linear layers back into plain ones, keeping the trained weights."""
+    from torchao.quantization import quantize_
+    from torchao.quantization.qat import QATConfig
+
+    quantize_(model, QATConfig(step="convert"))
 
 
 def _build(source: Path, out: Path, settings: QatSettings, context: BuildContext) -> None:
     import pandas as pd
-    from transformers import AutoModelForSequenceClassification, set_seed
+    from transformers import set_seed
 
     from prunequant.config import RefinetuneConfig
     from prunequant.errors import PrunequantError
@@ -81,10 +87,8 @@ def _build(source: Path, out: Path, settings: QatSettings, context: BuildContext
     )
     finetune(model, tokenizer, train, validation, recipe, seed=context.seed, max_seq_length=context.max_seq_length,
              teacher=teacher)
-    # Fake-quantized Linear layers keep plain weight/bias tensors: move them into an ordinary model.
-    trained = AutoModelForSequenceClassification.from_config(model.config)
-    trained.load_state_dict(model.state_dict())
-    save_int8_dynamic(trained, tokenizer, out, Int8DynamicSettings(settings.quantize_embeddings))
+    convert_qat(model)
+    save_int8_dynamic(model, tokenizer, out, Int8DynamicSettings(settings.quantize_embeddings))
 
 
 def _load(folder: Path, settings: QatSettings):
@@ -93,15 +97,16 @@ def _load(folder: Path, settings: QatSettings):
 
 register(Scheme(
     name="int8-qat",
-    summary="quantization-aware fine-tuning (torchao fake quantization, distilled from FP32), saved as PyTorch "
-            "dynamic INT8",
+    summary="quantization-aware fine-tuning (torchao INT8 weight fake quantization, distilled from FP32), saved "
+            "as PyTorch dynamic INT8",
     device="cpu",
     settings=QatSettings,
     build=_build,
     load=_load,
     full_precision=(
         "LayerNorm weights, biases and the classifier head stay FP32, as in int8-dynamic; the embedding tables "
-        "are 8-bit per row but were not fake-quantized in training (8-bit rows lose almost nothing)"
+        "are 8-bit per row but were not fake-quantized in training (8-bit rows lose almost nothing), and "
+        "activations are quantized only at run time"
     ),
     how_to_load=PRUNEQUANT_LOAD,
 ))

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from prunequant.quantization import PRUNEQUANT_LOAD, BuildContext, NoSettings, Scheme, register
 
-HF_LOAD = """from transformers import AutoModelForSequenceClassification, AutoTokenizer
+HF_LOAD = """import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 model = AutoModelForSequenceClassification.from_pretrained("{folder}"{extra})
 tokenizer = AutoTokenizer.from_pretrained("{folder}")"""
 
@@ -46,7 +47,7 @@ def cast_loader(dtype_name: str, device: str):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         model = AutoModelForSequenceClassification.from_pretrained(
-            folder, torch_dtype=getattr(torch, dtype_name), use_safetensors=True
+            folder, dtype=getattr(torch, dtype_name), use_safetensors=True
         )
         return model.to(device).eval(), AutoTokenizer.from_pretrained(folder)
 
@@ -72,11 +73,14 @@ register(Scheme(
     build=cast_builder("bfloat16"),
     load=cast_loader("bfloat16", "cpu"),
     full_precision="nothing is kept in FP32; bfloat16 keeps FP32's range, so no scaling is needed",
-    how_to_load=HF_LOAD.replace("{extra}", ", torch_dtype=torch.bfloat16"),
+    how_to_load=HF_LOAD.replace("{extra}", ", dtype=torch.bfloat16"),
 ))
 
 # ---- dynamic INT8 (torch.ao) -------------------------------------------------------------------------
 
+# Not model.safetensors: transformers' from_pretrained must fail on this folder rather than load it with
+# random Linear weights (it would ignore the INT8 tensors it does not know).
+INT8_WEIGHTS = "model.int8.safetensors"
 _PACKED = "._packed_params._packed_params"  # a quantized Linear: (weight, bias)
 _WEIGHT_SUFFIXES = (".int8", ".scales", ".zero_points")
 
@@ -167,7 +171,7 @@ def save_int8_dynamic(model, tokenizer, out: Path, settings: Int8DynamicSettings
     from safetensors.torch import save_file
 
     quantized = _quantize_dynamic(model, settings)
-    save_file(_flatten_quantized(quantized.state_dict()), out / "model.safetensors", metadata={"format": "pt"})
+    save_file(_flatten_quantized(quantized.state_dict()), out / INT8_WEIGHTS, metadata={"format": "pt"})
     model.config.save_pretrained(out)
     tokenizer.save_pretrained(out)
 
@@ -183,7 +187,7 @@ def _load_int8_dynamic(folder: Path, settings: Int8DynamicSettings):
     # A randomly initialised skeleton gives the quantized modules their shapes; every value is replaced.
     skeleton = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder))
     model = _quantize_dynamic(skeleton, settings)
-    model.load_state_dict(_unflatten_quantized(model.state_dict(), load_file(folder / "model.safetensors")))
+    model.load_state_dict(_unflatten_quantized(model.state_dict(), load_file(folder / INT8_WEIGHTS)))
     return model.eval(), AutoTokenizer.from_pretrained(folder)
 
 
