@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro compare-strategies test metrics plots
+.PHONY: help setup repro compare-strategies bench-cpu bench-gpu bench-gpu-shapes test metrics plots
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-19s %s\n", $$1, $$2}'
@@ -27,6 +27,18 @@ repro: setup ## Run the pipeline on params.yaml (dvc repro)
 
 compare-strategies: setup ## Every pruning strategy, with and without distillation -> metrics/strategies.csv
 	dvc repro strategies/dvc.yaml
+
+bench-cpu: setup ## Time every CPU variant (builds what is missing) -> metrics/bench/cpu.csv, reports/bench-cpu.md
+	dvc repro bench/dvc.yaml:bench-cpu
+
+bench-gpu: setup ## Time every GPU variant -> metrics/bench/gpu.csv (a message and no rows without CUDA)
+	@if python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then \
+		dvc repro bench/dvc.yaml:bench-gpu; \
+	else echo "bench-gpu: no CUDA device on this machine: nothing timed, metrics/bench/gpu.csv left as it was"; fi
+
+bench-gpu-shapes: setup ## bert-base/large shapes (bench.shapes) with random weights on the GPU -> metrics/bench/gpu-shapes.csv
+	dvc repro prepare
+	python stages/bench.py --device cuda --weights random --name gpu-shapes --summary reports/bench-gpu-shapes.md
 
 test: setup ## Run the whole test suite (about 5 minutes on 2 cores)
 	python -m pytest

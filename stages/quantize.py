@@ -7,7 +7,7 @@ import click
 from prunequant.config import load_params
 from prunequant.data import SCORED_SPLITS, load_split
 from prunequant.errors import PrunequantError
-from prunequant.evaluation import load_predictions, save_predictions, score_splits
+from prunequant.evaluation import load_predictions, paired_test, save_predictions, score_splits
 from prunequant.io import atomic_dir, write_json, write_text
 from prunequant.modelcard import model_card
 from prunequant.modeling import deployable_size_mb, num_layers
@@ -29,12 +29,14 @@ from prunequant.quantization import (
               help="A scheme of the registry (e.g. onnx-int8-dynamic).")
 @click.option("--reference", type=click.Path(path_type=Path), required=True,
               help="Predictions folder of the FP32 source (paired McNemar test).")
+@click.option("--baseline", type=click.Path(path_type=Path), default=None,
+              help="Predictions folder of the FP32 baseline, when it is not the reference: a second paired test.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Artifact folder.")
 @click.option("--metrics", type=click.Path(path_type=Path), required=True, help="JSON file for accuracy.")
 @click.option("--predictions", type=click.Path(path_type=Path), required=True, help="Folder for predictions.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
-def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, reference: Path, out_dir: Path,
-         metrics: Path, predictions: Path, params_path: str) -> None:
+def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, reference: Path, baseline: Path | None,
+         out_dir: Path, metrics: Path, predictions: Path, params_path: str) -> None:
     """Write the artifact to <out>, its accuracy to <metrics> and its predictions to <predictions>."""
     params = load_params(params_path)
     scheme = SCHEMES[scheme_name]
@@ -42,6 +44,7 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
     # Inputs are checked before any build: a missing one fails in one line, and fast.
     if not (model_dir / "config.json").is_file():
         raise PrunequantError(f"{model_dir}: no model folder here; run `dvc repro` to build it")
+    against = {split: load_predictions(baseline, split) for split in SCORED_SPLITS} if baseline else {}
     for split in SCORED_SPLITS:
         load_predictions(reference, split)
     train, validation = load_split(data_dir, "train"), load_split(data_dir, "validation")
@@ -71,6 +74,8 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
                 max_seq_length=params.base.max_seq_length, confidence_level=params.evaluate.confidence_level,
                 reference=reference,
             )
+            for split, frame in against.items():  # judged against the baseline too, on the same sentences
+                scores[split]["vs_baseline"] = paired_test(frame, frames[split])
             result |= scores
         write_text(tmp / "README.md", model_card(
             scheme, settings, result, source=str(model_dir), source_size_mb=deployable_size_mb(model_dir),

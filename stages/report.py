@@ -1,12 +1,13 @@
-"""report: gather every evaluation into metrics/results.csv and a Markdown table in reports/."""
+"""report: gather every evaluation into metrics/results.csv and a Markdown table; with --bench, also the full
+report (tables with measured costs, figures, a recommendation per deployment target)."""
 
 from pathlib import Path
 
 import click
 
 from prunequant.config import load_params
-from prunequant.io import write_text
-from prunequant.report import collect_results, markdown_table, summary_table
+from prunequant.io import write_json, write_text
+from prunequant.report import collect_results, markdown_table, recommendation_metrics, summary_table, write_report
 
 
 @click.command()
@@ -15,8 +16,13 @@ from prunequant.report import collect_results, markdown_table, summary_table
 @click.option("--results", type=click.Path(path_type=Path), required=True, help="CSV file for all results.")
 @click.option("--markdown", type=click.Path(path_type=Path), required=True, help="Markdown file for the table.")
 @click.option("--title", default="Results", show_default=True, help="Heading of the Markdown file.")
+@click.option("--bench", "bench_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder of the benchmark CSVs (metrics/bench): also write <markdown folder>/report.md and figures.")
+@click.option("--recommendations", type=click.Path(path_type=Path), default=None,
+              help="JSON file for the recommendation per target (with --bench).")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
-def main(evaluations: tuple[Path, ...], results: Path, markdown: Path, title: str, params_path: str) -> None:
+def main(evaluations: tuple[Path, ...], results: Path, markdown: Path, title: str, bench_dir: Path | None,
+         recommendations: Path | None, params_path: str) -> None:
     """Write one row per (variant, precision, device, split) to <results> and a table to <markdown>."""
     params = load_params(params_path)
     table = collect_results(*evaluations)
@@ -31,6 +37,13 @@ def main(evaluations: tuple[Path, ...], results: Path, markdown: Path, title: st
         f"## Every row\n\n{markdown_table(table, level)}\n",
     )
     click.echo(f"report: {len(table)} rows -> {results}, {markdown}")
+    if bench_dir is not None:
+        choices = write_report(table, bench_dir, markdown.parent, params)
+        for choice in choices:
+            click.echo(f"  {choice['target']}: {choice['variant'] or choice['text']}")
+        if recommendations:
+            write_json(recommendations, recommendation_metrics(choices))
+        click.echo(f"report: {markdown.parent / 'report.md'}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from prunequant.bench import COLUMNS as BENCH_COLUMNS
+
 REPO = Path(__file__).resolve().parents[1]
 IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "models", "predictions", "cache", "tmp", "__pycache__",
                                 "*.egg-info", ".pytest_cache", "dvc_plots")
@@ -45,6 +47,9 @@ def repo(tmp_path_factory):
     shutil.copytree(REPO, repo, ignore=IGNORE)
     for path in ("metrics", "reports"):  # outputs of this checkout must not leak into the copy
         shutil.rmtree(repo / path, ignore_errors=True)
+    (repo / "metrics" / "bench").mkdir(parents=True)  # as on a machine where no benchmark has run yet
+    for device in ("cpu", "gpu"):
+        (repo / "metrics" / "bench" / f"{device}.csv").write_text(",".join(BENCH_COLUMNS) + "\n")
     sh("git", "init", "-q", cwd=repo)
     sh("git", "add", "-A", cwd=repo)
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init", cwd=repo)
@@ -129,6 +134,34 @@ def test_second_repro_reruns_nothing(repo):
     assert sh("dvc", "status", "dvc.yaml", cwd=repo).stdout.split() == ["machine:", "always", "changed"]
 
 
+
+def test_bench_cpu_times_every_cpu_variant_and_plain_repro_never_benchmarks(repo):
+    set_params(repo, bench={"warmup": 1, "runs": 3, "min_runs": 2, "max_seconds": 0.05, "batch_sizes": [1, 2],
+                            "seq_lengths": [8, 16], "batch_seq_length": 16})
+    result = sh("dvc", "repro", "bench/dvc.yaml:bench-cpu", cwd=repo)  # what `make bench-cpu` runs
+    assert ran_stages(result.stdout) == ["bench/dvc.yaml:bench-cpu", "machine"]  # the models are reused
+    csv = pd.read_csv(repo / "metrics" / "bench" / "cpu.csv")
+    assert csv.groupby(["variant", "runtime"]).size().to_dict() == {  # fp16 needs CUDA: not a CPU variant
+        ("baseline", "eager"): 3, ("baseline-onnx-int8-dynamic", "onnxruntime"): 3,
+        ("pruned-4", "eager"): 3, ("pruned-4-onnx-int8-dynamic", "onnxruntime"): 3}
+    assert csv[["batch_size", "seq_len"]].drop_duplicates().values.tolist() == [[1, 8], [1, 16], [2, 16]]
+    assert csv.latency_ms_p50.gt(0).all() and csv.runs.ge(2).all() and (csv.weights == "trained").all()
+    assert set(csv.layers) == {6, 4}
+    assert "| pruned-4-onnx-int8-dynamic | onnxruntime | 4 |" in (repo / "reports" / "bench-cpu.md").read_text()
+    # Timings are never restored from a cache, and a plain `dvc repro` never re-times anything.
+    assert "bench/dvc.yaml:bench-cpu" in ran_stages(sh("dvc", "repro", "bench/dvc.yaml:bench-cpu", cwd=repo).stdout)
+    assert "bench/dvc.yaml:bench-cpu" not in ran_stages(sh("dvc", "repro", cwd=repo).stdout)
+    # ... but the report picks the new timings up: a recommendation and the latency figures.
+    report = (repo / "reports" / "report.md").read_text()
+    assert "- **CPU latency**: **" in report and "- **GPU latency**: N/A" in report
+    for figure in ("latency_vs_batch_cpu", "latency_vs_seq_cpu", "pareto_cpu_latency", "pareto_size", "radar"):
+        assert (repo / "reports" / "figures" / f"{figure}.png").stat().st_size > 10_000
+    plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=repo).stdout)
+    assert {"Latency vs batch size (CPU)", "Accuracy vs size (Pareto)"} <= set(plots)
+    result = sh("dvc", "repro", "bench/dvc.yaml:bench-gpu", cwd=repo)
+    assert "no CUDA device" in result.stdout
+    assert (repo / "metrics" / "bench" / "gpu.csv").read_text().count("\n") == 1  # a header, no rows
+
 def test_compare_strategies_runs_every_strategy_with_and_without_distillation(repo):
     set_params(repo, compare={"keep_layers": 3, "strategies": ["top", "alternate"]})
     result = sh("dvc", "repro", "strategies/dvc.yaml", cwd=repo)  # what `make compare-strategies` runs
@@ -181,6 +214,27 @@ def test_adding_a_prune_variant_runs_only_its_stages(repo):
         "evaluate-pruned@5", "machine", "prune@5", "quantize-pruned@5-fp16", "quantize-pruned@5-onnx-int8-dynamic",
         "refinetune@5", "report"]
 
+
+
+def test_metrics_diff_compares_two_branches(repo):
+    """The README's way to compare configurations: a branch per configuration, `dvc metrics diff`."""
+    git = ("git", "-c", "user.name=t", "-c", "user.email=t@t")
+    sh("dvc", "repro", cwd=repo)
+    sh(*git, "add", "-A", cwd=repo)
+    sh(*git, "commit", "-qm", "main configuration", cwd=repo)
+    sh("git", "branch", "-M", "main", cwd=repo)
+    sh("git", "checkout", "-qb", "more-distillation", cwd=repo)
+    set_params(repo, refinetune={"alpha": 0.9})
+    assert ran_stages(sh("dvc", "repro", cwd=repo).stdout)[:2] == ["evaluate-pruned@4", "evaluate-pruned@5"]
+    sh(*git, "commit", "-qam", "alpha 0.9", cwd=repo)
+    diff = sh("dvc", "metrics", "diff", "main", "--md", cwd=repo).stdout
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in diff.splitlines()[2:]]
+    changed = {(path, key): (old, new) for path, key, old, new, *_ in rows}
+    old, new = changed[("metrics/refinetune/pruned-4/metrics.json", "eval.loss")]  # the distillation mix changed
+    assert float(old) != float(new), diff
+    assert not any(path == "metrics/evaluate/baseline-fp32.json" for path, _ in changed)  # the baseline did not
+    sh("git", "checkout", "-q", "main", cwd=repo)
+    sh("dvc", "checkout", "-q", cwd=repo)
 
 def test_unreachable_hub_model_fails_in_one_line_and_keeps_prepared_data(repo):
     before = {p.name: p.read_bytes() for p in (repo / "data" / "prepared").iterdir()}

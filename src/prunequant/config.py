@@ -251,6 +251,76 @@ class QuantizeConfig:
         return parse_settings(get_scheme(name), self.settings.get(name), f"quantize.settings.{name}")
 
 
+BENCH_WEIGHTS = ("trained", "random")
+GPU_RUNTIMES = ("eager", "cudagraph", "compile")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """`make bench-cpu` / `make bench-gpu`: how each artifact is timed (metrics/bench/<device>.csv)."""
+
+    # trained: the pipeline's models and artifacts; random: the architectures in `shapes` with random weights
+    weights: str = "trained"
+    warmup: int = 20  # untimed runs before each point (stopped early after max_seconds / 4)
+    runs: int = 100  # timed runs per point, stopped early after max_seconds (never below min_runs)
+    min_runs: int = 5
+    max_seconds: float = 1.0  # time budget of one point's timed runs
+    threads: int = 0  # CPU threads for PyTorch and ONNX Runtime; 0: every core this process may use
+    batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)  # swept at batch_seq_length tokens
+    batch_seq_length: int = 64
+    seq_lengths: tuple[int, ...] = (16, 64, 128)  # swept at batch size 1 (16: one short sentence)
+    full_grid: bool = False  # true: every batch size at every sequence length (slow on CPU)
+    gpu_runtimes: tuple[str, ...] = GPU_RUNTIMES  # how PyTorch variants run on CUDA
+    # weights: random only: "<architecture>[:<layers>]", the first layers of each architecture kept
+    shapes: tuple[str, ...] = ("bert-base-uncased", "bert-base-uncased:8", "bert-large-uncased", "bert-large-uncased:16")
+
+    def __post_init__(self) -> None:
+        from prunequant.bench import parse_shape
+
+        _require_choice(self.weights, BENCH_WEIGHTS, "bench.weights")
+        for key in ("warmup", "runs", "min_runs", "threads"):
+            low = 1 if key in ("runs", "min_runs") else 0
+            _require(getattr(self, key) >= low, f"bench.{key}", f"must be >= {low}, got {getattr(self, key)}")
+        _require(self.min_runs <= self.runs, "bench.min_runs", f"must be <= bench.runs ({self.runs}), got {self.min_runs}")
+        _require(self.max_seconds > 0, "bench.max_seconds", f"must be > 0, got {self.max_seconds}")
+        for key in ("batch_sizes", "seq_lengths"):
+            values = getattr(self, key)
+            _require(bool(values) and all(v >= 1 for v in values), f"bench.{key}",
+                     f"must list sizes >= 1, e.g. [1, 8, 64], got {list(values)}")
+        _require(self.batch_seq_length >= 1, "bench.batch_seq_length", f"must be >= 1, got {self.batch_seq_length}")
+        _require(bool(self.gpu_runtimes), "bench.gpu_runtimes", "must list at least one runtime, e.g. [eager]")
+        for i, runtime in enumerate(self.gpu_runtimes):
+            _require_choice(runtime, GPU_RUNTIMES, f"bench.gpu_runtimes[{i}]")
+        for i, shape in enumerate(self.shapes):
+            parse_shape(shape, f"bench.shapes[{i}]")
+
+    def points(self) -> list[tuple[int, int]]:
+        """(batch size, sequence length) pairs, fewest tokens first."""
+        if self.full_grid:
+            pairs = {(b, s) for b in self.batch_sizes for s in self.seq_lengths}
+        else:
+            pairs = {(1, s) for s in self.seq_lengths} | {(b, self.batch_seq_length) for b in self.batch_sizes}
+        return sorted(pairs, key=lambda p: (p[0] * p[1], p))
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What the report recommends, and how its radar chart scales accuracy."""
+
+    max_accuracy_drop: float = 1.0  # accuracy points a recommended variant may lose against the baseline
+    # The radar maps accuracy in this range onto its axis (SST-2 with BERT: [0.90, 0.94]; Rotten Tomatoes
+    # with MiniLM: [0.76, 0.84]); values outside it are clipped.
+    accuracy_range: tuple[float, ...] = (0.76, 0.84)
+    radar_floor: float = 0.1  # the worst variant on each radar axis sits at this radius (the best at 1)
+
+    def __post_init__(self) -> None:
+        _require(self.max_accuracy_drop >= 0, "report.max_accuracy_drop",
+                 f"must be >= 0 (accuracy points), got {self.max_accuracy_drop}")
+        _require(len(self.accuracy_range) == 2 and 0 <= self.accuracy_range[0] < self.accuracy_range[1] <= 1,
+                 "report.accuracy_range", f"must be [low, high] with 0 <= low < high <= 1, got {list(self.accuracy_range)}")
+        _require(0 <= self.radar_floor < 1, "report.radar_floor", f"must be in [0, 1), got {self.radar_floor}")
+
+
 @dataclass(frozen=True)
 class Params:
     """All of params.yaml."""
@@ -264,6 +334,8 @@ class Params:
     refinetune: RefinetuneConfig = field(default_factory=RefinetuneConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:

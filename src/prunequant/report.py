@@ -10,6 +10,7 @@ import pandas as pd
 
 from prunequant.data import SCORED_SPLITS, SPLITS
 from prunequant.errors import PrunequantError
+from prunequant.io import write_text
 
 RESULT_COLUMNS = [
     "variant",
@@ -28,7 +29,11 @@ RESULT_COLUMNS = [
     "accuracy_delta",
     "mcnemar_p",
     "verdict",
+    "baseline_delta",
+    "baseline_p",
+    "baseline_verdict",
 ]
+BASELINE = "baseline-fp32"  # the reference every variant is finally judged against
 _DESCRIPTION_KEYS = ["variant", "model", "layers", "precision", "device", "size_mb", "status"]
 
 
@@ -41,7 +46,17 @@ def evaluation_rows(evaluation: dict) -> list[dict]:
     description["reference"] = evaluation.get("reference")
     if evaluation["status"] != "ok":  # e.g. "n/a: needs CUDA": a row per split, with no figures
         return [{**description, "split": split} for split in SCORED_SPLITS]
-    return [{**description, "split": split, **evaluation[split]} for split in SPLITS if split in evaluation]
+    rows = []
+    for split in (s for s in SPLITS if s in evaluation):
+        scores = dict(evaluation[split])
+        against = scores.pop("vs_baseline", None)  # quantized pruned models: a second paired test
+        if description["reference"] == BASELINE:
+            against = {k: scores.get(k) for k in ("accuracy_delta", "mcnemar_p", "verdict")}
+        if against:
+            scores |= {"baseline_delta": against["accuracy_delta"], "baseline_p": against["mcnemar_p"],
+                       "baseline_verdict": against["verdict"]}
+        rows.append({**description, "split": split, **scores})
+    return rows
 
 
 def collect_results(*sources: str | os.PathLike) -> pd.DataFrame:
@@ -110,3 +125,271 @@ def summary_table(results: pd.DataFrame, confidence_level: float = 0.95) -> str:
         })
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True,
                                           colalign=("left",) * 6 + ("right", "right"))
+
+
+# ---- the report: one row per variant with its accuracy and its measured costs -------------------------
+
+def bench_source(frame: pd.DataFrame) -> pd.Series:
+    """The source model of each benchmark row: 'pruned-3-onnx-int8-dynamic' -> 'pruned-3'."""
+    return pd.Series([v if p == "fp32" else v[: -len(p) - 1] if v.endswith("-" + p) else v
+                      for v, p in zip(frame.variant, frame.precision, strict=True)], index=frame.index)
+
+
+def read_bench(path: str | os.PathLike) -> pd.DataFrame:
+    """A benchmark CSV with its source column; empty (with the columns) when absent or without rows."""
+    from prunequant.bench import COLUMNS
+
+    path = Path(path)
+    frame = pd.read_csv(path) if path.is_file() and path.stat().st_size else pd.DataFrame(columns=COLUMNS)
+    frame = frame.reindex(columns=COLUMNS)
+    frame["source"] = bench_source(frame) if len(frame) else pd.Series(dtype=str)
+    return frame
+
+
+def _fastest(bench: pd.DataFrame, point: tuple[int, int]) -> pd.DataFrame:
+    """Per (source, precision): the row of the fastest runtime at one (batch, length) point."""
+    at = bench[(bench.batch_size == point[0]) & (bench.seq_len == point[1]) & bench.latency_ms_p50.notna()]
+    return at.sort_values("latency_ms_p50").drop_duplicates(["source", "precision"])
+
+
+def variant_table(results: pd.DataFrame, cpu: pd.DataFrame, gpu: pd.DataFrame, short: tuple[int, int],
+                  wide: tuple[int, int]) -> pd.DataFrame:
+    """One row per (source model, scheme) on the test split: accuracy (with its device, CI and the paired test
+    against the baseline), size, and the latency and peak memory of its fastest runtime at ``short`` on CPU and
+    GPU, plus GPU throughput at ``wide``. Costs are NaN where a variant was not benchmarked."""
+    test = results[results.split == "test"].rename(columns={"variant": "source"})
+    table = test[["source", "model", "layers", "precision", "device", "size_mb", "status", "accuracy",
+                  "accuracy_ci_low", "accuracy_ci_high", "baseline_delta", "baseline_p", "baseline_verdict"]].copy()
+    table.loc[(table.source == "baseline") & (table.precision == "fp32"), "baseline_delta"] = 0.0
+    table["label"] = [s if p == "fp32" else f"{s}-{p}" for s, p in zip(table.source, table.precision, strict=True)]
+    for device, frame in (("cpu", cpu), ("gpu", gpu)):
+        fast = _fastest(frame, short)[["source", "precision", "runtime", "latency_ms_p50", "latency_ms_p90",
+                                       "peak_mem_mb"]]
+        fast = fast.rename(columns={"runtime": f"{device}_runtime", "latency_ms_p50": f"{device}_ms",
+                                    "latency_ms_p90": f"{device}_p90_ms", "peak_mem_mb": f"{device}_mem_mb"})
+        table = table.merge(fast, on=["source", "precision"], how="left")
+    wide_rows = gpu[(gpu.batch_size == wide[0]) & (gpu.seq_len == wide[1])]
+    best = wide_rows.groupby(["source", "precision"], as_index=False).throughput_per_s.max()
+    table = table.merge(best.rename(columns={"throughput_per_s": "gpu_throughput"}), on=["source", "precision"],
+                        how="left")
+    return table.reset_index(drop=True)
+
+
+TARGETS = (  # (name, column, lower is better, unit)
+    ("CPU latency", "cpu_ms", True, "ms"),
+    ("GPU latency", "gpu_ms", True, "ms"),
+    ("GPU throughput", "gpu_throughput", False, "sentences/s"),
+    ("Smallest on disk", "size_mb", True, "MB"),
+)
+NOISE = 0.05  # latencies or throughputs closer than this (relative) are within run-to-run noise
+
+
+def recommend(table: pd.DataFrame, max_drop_points: float, alpha: float = 0.05) -> list[dict]:
+    """Per deployment target: the best variant whose test accuracy is at most ``max_drop_points`` below the
+    baseline's, the runner-up, and sentences that justify the choice (or say why there is none)."""
+    eligible = table[table.accuracy.notna() & (table.baseline_delta >= -max_drop_points / 100 - 1e-12)]
+    choices = []
+    for name, column, lower, unit in TARGETS:
+        candidates = eligible[eligible[column].notna()].sort_values(column, ascending=lower)
+        if candidates.empty:
+            reason = ("no variant was benchmarked there" if table[column].isna().all()
+                      else f"no benchmarked variant stays within {max_drop_points:g} points of the baseline")
+            choices.append({"target": name, "variant": None, "text": f"N/A: {reason}."})
+            continue
+        best = candidates.iloc[0]
+        value = best[column]
+        text = [f"**{best.label}** ({_fmt(value, unit)}"]
+        base = table[(table.source == "baseline") & (table.precision == "fp32")]
+        if len(base) and pd.notna(base[column].iloc[0]) and column != "gpu_throughput":
+            text[0] += f", {value / base[column].iloc[0]:.3f}x the FP32 baseline"
+        elif len(base) and pd.notna(base[column].iloc[0]):
+            text[0] += f", {value / base[column].iloc[0]:.1f}x the FP32 baseline"
+        runtime = best.get(f"{column.split('_')[0]}_runtime") if column != "size_mb" else None
+        text[0] += f"{', ' + runtime if isinstance(runtime, str) else ''}; test accuracy {100 * best.accuracy:.2f}%"
+        text[0] += f", {100 * best.baseline_delta:+.2f} pts vs the baseline)."
+        if pd.notna(best.baseline_p):
+            significant = best.baseline_p < alpha
+            text.append(f"Its accuracy difference to the baseline is {'' if significant else 'not '}significant "
+                        f"(McNemar p = {best.baseline_p:.2g}).")
+        if len(candidates) > 1:
+            second = candidates.iloc[1]
+            gap = abs(second[column] - value) / value
+            if column != "size_mb" and gap < NOISE:
+                text.append(f"{second.label} ({_fmt(second[column], unit)}) is within measurement noise of it "
+                            f"({100 * gap:.0f}% apart): either will do.")
+            else:
+                text.append(f"Runner-up: {second.label} ({_fmt(second[column], unit)}).")
+        choices.append({"target": name, "variant": best.label, "text": " ".join(text), column: float(value),
+                        "accuracy": float(best.accuracy), "accuracy_delta_vs_baseline": float(best.baseline_delta)})
+    return choices
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "ms":
+        return f"{value:.3f} ms" if value < 10 else f"{value:.1f} ms"
+    if unit == "MB":
+        return f"{value:.1f} MB"
+    return f"{value:,.0f} {unit}"
+
+
+def results_markdown(table: pd.DataFrame, confidence_level: float) -> str:
+    """The per-family results table: size, accuracy and costs on GPU and on CPU, and the test vs baseline."""
+
+    def num(value, spec):
+        return "N/A" if pd.isna(value) else format(value, spec)
+
+    def accuracy(row, device):
+        if row.device != device or pd.isna(row.accuracy):
+            return "N/A"
+        return f"{100 * row.accuracy:.2f} [{100 * row.accuracy_ci_low:.2f}, {100 * row.accuracy_ci_high:.2f}]"
+
+    def verdict(row):
+        if row.source == "baseline" and row.precision == "fp32":
+            return "(the baseline)"
+        if pd.isna(row.baseline_delta):
+            return "N/A" if pd.isna(row.accuracy) else ""
+        p = "" if pd.isna(row.baseline_p) else f", p={row.baseline_p:.2g}, {row.baseline_verdict}"
+        return f"{100 * row.baseline_delta:+.2f}{p}"
+
+    level = f"{100 * confidence_level:g}% CI"
+    lines = [f"| variant | layers | size (MB) | accuracy on GPU % [{level}] | latency on GPU (ms) | peak GPU memory (MB) "
+             f"| accuracy on CPU % [{level}] | latency on CPU (ms) | peak CPU memory (MB) | Δ pts vs baseline (McNemar) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    measured = table.accuracy.notna() | table.cpu_ms.notna() | table.gpu_ms.notna()
+    for row in table[measured].itertuples(index=False):
+        gpu_ms = "N/A" if pd.isna(row.gpu_ms) else f"{row.gpu_ms:.3f} ({row.gpu_runtime})"
+        lines.append(
+            f"| {row.label} | {row.layers} | {num(row.size_mb, '.1f')} | {accuracy(row, 'cuda')} | {gpu_ms} "
+            f"| {num(row.gpu_mem_mb, '.0f')} | {accuracy(row, 'cpu')} | {num(row.cpu_ms, '.3f')} "
+            f"| {num(row.cpu_mem_mb, '.0f')} | {verdict(row)} |"
+        )
+    skipped = table[~measured]
+    for status, rows in skipped.groupby(skipped.status.fillna("not measured"), sort=False):
+        lines.append(f"\nNot measured here ({status}): {', '.join(rows.label)}.")
+    return "\n".join(lines)
+
+
+def bench_points(*frames: pd.DataFrame) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(one short sentence, the widest batch) as measured: batch 1 at the shortest length, and the largest
+    batch at its longest length."""
+    rows = pd.concat([f[["batch_size", "seq_len"]] for f in frames if len(f)]) if any(len(f) for f in frames) else None
+    if rows is None:
+        return (1, 16), (64, 64)
+    single = rows[rows.batch_size == 1]
+    short = (1, int(single.seq_len.min())) if len(single) else (1, 16)
+    widest = rows[rows.batch_size == rows.batch_size.max()]
+    return short, (int(widest.batch_size.iloc[0]), int(widest.seq_len.max()))
+
+
+def _machine_line(folder: Path, name: str) -> str:
+    path = folder / f"{name}-machine.json"
+    if not path.is_file():
+        return f"{name.upper()}: not benchmarked (run `make bench-{name}`)"
+    info = json.loads(path.read_text())
+    where = info.get("gpu") if name == "gpu" else f"{info.get('cpu')}, {info.get('threads')} threads"
+    when = f", measured {info['measured_at']}" if info.get("measured_at") else ""
+    return f"{name.upper()}: {where} (torch {info.get('torch')}{when}; `{path}`)"
+
+
+def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params) -> list[dict]:
+    """reports/report.md, its figures and the DVC plot tables; returns the recommendations."""
+    from prunequant import plots
+
+    cpu, gpu = read_bench(bench_dir / "cpu.csv"), read_bench(bench_dir / "gpu.csv")
+    cpu_t, gpu_t = (f[f.weights == "trained"] for f in (cpu, gpu))
+    short, wide = bench_points(cpu_t, gpu_t)
+    table = variant_table(results, cpu_t, gpu_t, short, wide)
+    choices = recommend(table, params.report.max_accuracy_drop)
+    figures, plot_tables = out / "figures", out / "plots"
+    figures.mkdir(parents=True, exist_ok=True)
+    plot_tables.mkdir(parents=True, exist_ok=True)
+    images = []
+
+    for device, frame in (("cpu", cpu_t), ("gpu", gpu_t)):
+        timed = frame.dropna(subset=["latency_ms_p50"])
+        if timed.empty:
+            continue
+        batch_sweep = timed[timed.seq_len == wide[1]]
+        seq_sweep = timed[timed.batch_size == 1]
+        for x, rows, what in (("batch_size", batch_sweep, f"batch size, {wide[1]} tokens"),
+                              ("seq_len", seq_sweep, "sequence length, batch 1")):
+            stem = f"latency_vs_{'batch' if x == 'batch_size' else 'seq'}_{device}"
+            plots.latency_plot(rows, x, f"{device.upper()} latency vs {what}", figures / f"{stem}.png")
+            rows[["variant", "runtime", x, "latency_ms_p50"]].assign(
+                variant=lambda t: t.variant + " (" + t.runtime + ")").drop(columns="runtime").to_csv(
+                plot_tables / f"{stem}.csv", index=False)
+            images.append((f"{device.upper()} latency vs {what}", f"figures/{stem}.png"))
+    for column, label, stem in (("cpu_ms", f"CPU latency p50, batch 1 x {short[1]} tokens (ms)", "pareto_cpu_latency"),
+                                ("gpu_ms", f"GPU latency p50, batch 1 x {short[1]} tokens (ms)", "pareto_gpu_latency"),
+                                ("size_mb", "size on disk (MB)", "pareto_size")):
+        data = table.dropna(subset=[column, "accuracy"])
+        if data.empty:
+            continue
+        plots.pareto_plot(data, column, label, f"Test accuracy vs {label.split(' (')[0]}", figures / f"{stem}.png")
+        front = plots.pareto_mask(data[column].to_numpy(float), data.accuracy.to_numpy(float))
+        data.assign(front=front)[["label", column, "accuracy", "front"]].to_csv(plot_tables / f"{stem}.csv", index=False)
+        images.append((f"Pareto front: accuracy vs {label}", f"figures/{stem}.png"))
+
+    chosen = [c["variant"] for c in choices if c["variant"]]
+    pick = table[((table.precision == "fp32") | table.label.isin(chosen)) & table.accuracy.notna()]
+    axes = {"size_mb": "size", "cpu_ms": "CPU latency", "gpu_ms": "GPU latency", "cpu_mem_mb": "CPU peak memory",
+            "gpu_mem_mb": "GPU peak memory", "accuracy": "accuracy"}
+    axes = {k: v for k, v in axes.items() if pick[k].notna().all() and len(pick)}
+    if len(axes) >= 3:
+        plots.radar_plot(pick.set_index("label", drop=False), axes, params.report.accuracy_range,
+                         params.report.radar_floor, "Variants compared (outer is better)", figures / "radar.png")
+        images.insert(0, ("Radar", "figures/radar.png"))
+
+    lo, hi = params.report.accuracy_range
+    level = params.evaluate.confidence_level
+    text = [
+        "# prunequant report",
+        "",
+        "Generated by `dvc repro` from `metrics/results.csv` and `metrics/bench/*.csv`; do not edit by hand. "
+        f"Accuracy is on the test split, in percent with its {100 * level:g}% Wilson interval, measured on the "
+        "device each scheme targets; the paired test is an exact McNemar test against the FP32 baseline on the "
+        f"same sentences. Latency is the p50 of single calls at batch 1 x {short[1]} tokens (one short sentence) "
+        "in the fastest runtime measured; peak memory is the process's resident-set growth on CPU and the CUDA "
+        "allocator's peak on GPU, at that point. N/A: not measured on that device.",
+        "",
+        "## Recommendation per deployment target",
+        "",
+        f"The best variant whose test accuracy is at most {params.report.max_accuracy_drop:g} "
+        f"point{'' if params.report.max_accuracy_drop == 1 else 's'} below the "
+        "baseline's (`report.max_accuracy_drop`).",
+        "",
+        *[f"- **{c['target']}**: {c['text']}" for c in choices],
+        "",
+        f"## Results: {', '.join(table.model.dropna().unique())}",
+        "",
+        results_markdown(table, level),
+        "",
+        _machine_line(bench_dir, "cpu") + "  ",
+        _machine_line(bench_dir, "gpu"),
+        "",
+        "## Layer sensitivity",
+        "",
+        "![Layer sensitivity](sensitivity.png)",
+        "",
+        "## Figures",
+        "",
+        f"The radar puts each cost on [{params.report.radar_floor:g}, 1] across the variants shown (best 1) and "
+        f"accuracy on [{lo:g}, {hi:g}] (`report.accuracy_range`).",
+        "",
+        *[f"### {title}\n\n![{title}]({path})\n" for title, path in images],
+    ]
+    shapes = pd.concat([cpu, gpu])
+    shapes = shapes[shapes.weights == "random"].dropna(subset=["latency_ms_p50"])
+    if len(shapes):
+        from prunequant.bench import summary_table
+
+        text += ["## Architecture shapes with random weights (latency only)", "",
+                 summary_table(shapes, short=short, long=(1, int(shapes.seq_len.max())), wide=wide), ""]
+    write_text(out / "report.md", "\n".join(text) + "\n")
+    return choices
+
+
+def recommendation_metrics(choices: list[dict]) -> dict:
+    """metrics/report.json: per target the chosen variant and its figures (for `dvc metrics diff`)."""
+    return {c["target"].lower().replace(" ", "_"): {k: v for k, v in c.items() if k not in ("target", "text")}
+            for c in choices}

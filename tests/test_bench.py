@@ -1,0 +1,276 @@
+"""The benchmark: grid, timing loop, ratios, targets per device, and real timed runs of tiny models on CPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from prunequant import bench
+from prunequant.config import BenchConfig, load_params, params_from_dict
+from prunequant.errors import PrunequantError
+from prunequant.quantization import SCHEMES, write_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bench_stage():
+    """stages/bench.py as a module (the stages folder is not a package)."""
+    spec = importlib.util.spec_from_file_location("bench_stage", REPO / "stages" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """run_job sets torch's thread count (in its own worker process, normally); restore it here."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_params(**bench_overrides):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["prune"]["keep_layers"] = [1]
+    raw["quantize"]["schemes"] = ["int8-dynamic", "onnx-int8-dynamic", "fp16", "bnb-nf4", "int8-qat"]
+    raw["bench"].update({"warmup": 1, "runs": 4, "min_runs": 2, "max_seconds": 0.05, "batch_sizes": [1, 2],
+                         "seq_lengths": [8, 16], "batch_seq_length": 16, "shapes": ["bert-tiny", "bert-tiny:1"]})
+    raw["bench"].update(bench_overrides)
+    return params_from_dict(raw)
+
+
+def test_points_star_and_full_grid():
+    config = BenchConfig(batch_sizes=(1, 4, 64), seq_lengths=(16, 128), batch_seq_length=64)
+    assert config.points() == [(1, 16), (1, 64), (1, 128), (4, 64), (64, 64)]  # fewest tokens first
+    full = BenchConfig(batch_sizes=(1, 4), seq_lengths=(16, 128), full_grid=True)
+    assert full.points() == [(1, 16), (4, 16), (1, 128), (4, 128)]
+
+
+@pytest.mark.parametrize("shape, expected", [
+    ("bert-base-uncased", ("bert-base-uncased", 12)),
+    ("bert-large-uncased:16", ("bert-large-uncased", 16)),
+])
+def test_parse_shape(shape, expected):
+    assert bench.parse_shape(shape) == expected
+
+
+@pytest.mark.parametrize("bench_section, message", [
+    ({"shapes": ["bert-base-uncase"]}, "bench.shapes[0] names unknown architecture 'bert-base-uncase' (did you mean "
+                                       "'bert-base-uncased'?)"),
+    ({"shapes": ["bert-base-uncased:13"]}, "the layer count after ':' must be 1 to 12"),
+    ({"gpu_runtimes": ["cudagraphs"]}, "bench.gpu_runtimes[0] is 'cudagraphs' (did you mean 'cudagraph'?)"),
+    ({"weights": "randm"}, "bench.weights is 'randm' (did you mean 'random'?)"),
+    ({"batch_sizes": [0, 2]}, "bench.batch_sizes must list sizes >= 1"),
+    ({"min_runs": 200}, "bench.min_runs must be <= bench.runs (100)"),
+    ({"max_seconds": 0}, "bench.max_seconds must be > 0"),
+    ({"thread": 2}, "unknown key 'bench.thread' (did you mean 'threads'?)"),
+])
+def test_bad_bench_params_are_one_line_errors(bench_section, message):
+    with pytest.raises(PrunequantError) as info:
+        params_from_dict({"bench": bench_section})
+    assert message in info.value.format_message() and "\n" not in info.value.format_message()
+
+
+def test_percentile_matches_numpy():
+    values = [5.0, 1.0, 3.0, 2.0, 8.0, 13.0, 21.0]
+    for q in (0, 50, 90, 99, 100):
+        assert bench.percentile(values, q) == pytest.approx(np.percentile(values, q))
+
+
+def test_time_calls_stops_at_the_time_budget_but_not_below_min_runs():
+    calls = []
+    fixed = lambda call: (call(), 40.0)[1]  # noqa: E731: every call "takes" 40 ms
+    times = bench.time_calls(lambda: calls.append(1), fixed, warmup=3, runs=100, min_runs=5, max_seconds=0.1)
+    assert times == [40.0] * 5  # the 0.1 s budget is spent after 3 runs, min_runs wins
+    times = bench.time_calls(lambda: None, lambda call: 1.0, warmup=0, runs=7, min_runs=2, max_seconds=10)
+    assert len(times) == 7  # runs caps the count when the budget is not reached
+    assert len(calls) == 3 + 5  # the warm-up calls ran untimed
+
+
+def test_summarise():
+    row = bench.summarise([2.0, 4.0, 6.0, 8.0], batch_size=8)
+    assert row["latency_ms_p50"] == 5.0 and row["latency_ms_mean"] == 5.0 and row["runs"] == 4
+    assert row["throughput_per_s"] == 1600.0  # 8 sentences in 5 ms
+    assert row["latency_ms_p50"] <= row["latency_ms_p90"] <= row["latency_ms_p99"]
+
+
+def crafted_rows():
+    def row(variant, precision, runtime, layers, p50, batch=1, seq=16, family="minilm-l6"):
+        return {"variant": variant, "precision": precision, "runtime": runtime, "layers": layers, "device": "cpu",
+                "batch_size": batch, "seq_len": seq, "latency_ms_p50": p50, "latency_ms_p99": p50 * 1.5,
+                "throughput_per_s": 1000 * batch / p50, "peak_mem_mb": 100.0, "family": family, "note": ""}
+    return pd.DataFrame([
+        row("baseline", "fp32", "eager", 6, 5.0), row("baseline", "fp32", "eager", 6, 50.0, batch=4, seq=64),
+        row("pruned-3", "fp32", "eager", 3, 2.5),
+        row("baseline-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 6, 0.8),
+        row("pruned-3-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 3, 0.4),
+        row("pruned-3-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 3, 10.0, batch=4, seq=64),
+        row("bert-base-uncased", "fp32", "eager", 12, 20.0, family="bert-base-uncased"),
+        row("bert-base-uncased:8", "fp32", "eager", 8, 14.0, family="bert-base-uncased"),
+    ] + [{**row("baseline-fp16", "fp16", "eager", 6, 1.0), "latency_ms_p50": None, "note": "n/a: needs CUDA"}])
+
+
+def test_ratios_compare_with_the_full_depth_references_of_the_same_family_and_point():
+    frame = bench.with_ratios(crafted_rows()).set_index(["variant", "batch_size"])
+    assert frame.loc[("baseline", 1), "ratio_fp32"] == 1.0
+    assert frame.loc[("pruned-3", 1), "ratio_fp32"] == 0.5
+    assert frame.loc[("pruned-3-onnx-int8-dynamic", 1), "ratio_fp32"] == 0.08
+    assert frame.loc[("pruned-3-onnx-int8-dynamic", 1), "ratio_ort_int8"] == 0.5
+    assert frame.loc[("pruned-3-onnx-int8-dynamic", 4), "ratio_fp32"] == 0.2  # 10 ms vs 50 ms at 4 x 64
+    assert frame.loc[("bert-base-uncased:8", 1), "ratio_fp32"] == 0.7  # against bert-base, not MiniLM
+    assert pd.isna(frame.loc[("bert-base-uncased:8", 1), "ratio_ort_int8"])  # no ORT row in that family
+    assert pd.isna(frame.loc[("baseline-fp16", 1), "ratio_fp32"])
+
+
+def test_summary_table_lists_every_variant_with_the_fp32_ratio_last():
+    table = bench.summary_table(crafted_rows(), short=(1, 16), long=(1, 16), wide=(4, 64))
+    lines = table.splitlines()
+    assert lines[0].rstrip(" |").endswith("x FP32 baseline")
+    row = next(line for line in lines if line.startswith("| pruned-3-onnx-int8-dynamic |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3] == "0.400" and cells[6] == "400.0" and cells[-2] == "0.500" and cells[-1] == "0.080"
+    assert "| baseline-fp16 | eager | 6 | n/a: needs CUDA |" in table
+
+
+def test_cpu_targets_are_every_cpu_artifact_with_a_note_for_missing_ones(tmp_path, tiny_model_dir):
+    params = tiny_params()
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "baseline").symlink_to(tiny_model_dir)
+    targets = bench.trained_targets(models, params, "cpu")
+    assert [(t.variant, t.runtime) for t in targets] == [
+        ("baseline", "eager"), ("baseline-int8-dynamic", "eager"), ("baseline-onnx-int8-dynamic", "onnxruntime"),
+        ("baseline-int8-qat", "eager"),
+        ("pruned-1", "eager"), ("pruned-1-int8-dynamic", "eager"), ("pruned-1-onnx-int8-dynamic", "onnxruntime"),
+        ("pruned-1-int8-qat", "eager")]
+    assert targets[0].note == ""
+    assert targets[1].note.startswith("n/a:") and "not built" in targets[1].note
+
+
+def test_gpu_targets_run_each_torch_variant_in_every_runtime_and_skip_cpu_only_ones(tmp_path, tiny_model_dir):
+    params = tiny_params()
+    models = tmp_path / "models"
+    (models / "quantized" / "baseline-fp16").mkdir(parents=True)
+    (models / "baseline").symlink_to(tiny_model_dir)
+    folder = models / "quantized" / "baseline-fp16"
+    (folder / "config.json").write_text("{}")
+    write_manifest(folder, SCHEMES["fp16"], SCHEMES["fp16"].settings(), "models/baseline", "n/a: needs CUDA")
+    targets = bench.trained_targets(models, params, "cuda")
+    assert {(t.variant, t.runtime) for t in targets if t.variant.startswith("baseline")} == {
+        (v, r) for v in ("baseline", "baseline-fp16", "baseline-bnb-nf4") for r in ("eager", "cudagraph", "compile")}
+    fp16 = next(t for t in targets if t.variant == "baseline-fp16")
+    assert "n/a: needs CUDA" in fp16.note and "dvc repro" in fp16.note  # built on a CPU machine
+    shapes = bench.random_targets(params, "cuda")
+    assert [t.variant for t in shapes if t.runtime == "cudagraph"] == [
+        "bert-tiny", "bert-tiny-fp16", "bert-tiny-bnb-nf4", "bert-tiny:1", "bert-tiny:1-fp16", "bert-tiny:1-bnb-nf4"]
+    assert all(t.weights == "random" for t in shapes)
+    assert "int8-qat" not in {t.precision for t in shapes}  # needs training data, not a shape
+
+
+def job_for(target, texts=("a fine , moving film .", "dull and tedious .")):
+    return bench.Job(target=target, points=((1, 8), (2, 16)), texts=texts, warmup=1, runs=5, min_runs=3,
+                     max_seconds=0.05, threads=1, settings={}, seed=0)
+
+
+@pytest.mark.parametrize("precision, runtime", [("fp32", "eager"), ("onnx-int8-dynamic", "onnxruntime")])
+def test_run_job_times_a_random_tiny_bert_on_cpu(precision, runtime):
+    variant = "bert-tiny" if precision == "fp32" else f"bert-tiny-{precision}"
+    target = bench.Target(variant, precision, runtime, "cpu", "bert-tiny", "bert-tiny", "random")
+    rows = bench.run_job(job_for(target))
+    assert [(r["batch_size"], r["seq_len"]) for r in rows] == [(1, 8), (2, 16)]
+    for row in rows:
+        assert row["note"] == "" and row["layers"] == 2 and row["weights"] == "random"
+        assert 0 < row["latency_ms_p50"] <= row["latency_ms_p90"] <= row["latency_ms_p99"]
+        assert 3 <= row["runs"] <= 5 and row["peak_mem_mb"] >= 0
+        assert row["throughput_per_s"] == pytest.approx(1000 * row["batch_size"] / row["latency_ms_p50"], rel=1e-3)
+    assert set(rows[0]) <= set(bench.COLUMNS) | {"note"}
+
+
+def test_run_job_gives_rows_with_a_reason_instead_of_crashing(tmp_path):
+    target = bench.Target("baseline", "fp32", "eager", "cpu", "minilm-l6", str(tmp_path / "missing"))
+    rows = bench.run_job(job_for(target))
+    assert len(rows) == 2 and all(r["note"].startswith("n/a: ") for r in rows)
+    assert all("latency_ms_p50" not in r for r in rows)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_cuda_graph_replay_matches_eager(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).cuda().eval()
+    inputs = {"input_ids": torch.randint(5, 20, (2, 12), device="cuda"),
+              "attention_mask": torch.ones(2, 12, dtype=torch.long, device="cuda")}
+    with torch.inference_mode():
+        expected = model(**inputs).logits
+        graphed = bench.cuda_graph_call(model, inputs)()
+    torch.testing.assert_close(graphed, expected)
+
+
+def test_stage_times_random_shapes_and_writes_csv_machine_and_summary(tmp_path, frame):
+    from prunequant.data import save_splits
+
+    data = tmp_path / "prepared"
+    save_splits({"train": frame, "validation": frame, "test": frame}, ("negative", "positive"), data)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["quantize"]["schemes"] = ["onnx-int8-dynamic", "fp16"]
+    params["bench"].update({"warmup": 1, "runs": 3, "min_runs": 2, "max_seconds": 0.05, "batch_sizes": [1, 2],
+                            "seq_lengths": [8], "batch_seq_length": 8, "shapes": ["bert-tiny", "bert-tiny:1"]})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(bench_stage().main, [
+        "--device", "cpu", "--data", str(data), "--out", str(out), "--weights", "random",
+        "--summary", str(tmp_path / "bench-cpu.md"), "--params", str(tmp_path / "params.yaml")])
+    assert result.exit_code == 0, result.output
+    csv = pd.read_csv(out / "cpu.csv")
+    assert list(csv.columns) == bench.COLUMNS
+    assert csv.groupby("variant").size().to_dict() == {
+        "bert-tiny": 2, "bert-tiny-onnx-int8-dynamic": 2, "bert-tiny:1": 2, "bert-tiny:1-onnx-int8-dynamic": 2}
+    assert csv.latency_ms_p50.gt(0).all() and (csv.weights == "random").all()
+    machine = json.loads((out / "cpu-machine.json").read_text())
+    assert machine["threads"] >= 1 and machine["torch"] and machine["cpu"]
+    summary = (tmp_path / "bench-cpu.md").read_text()
+    assert "| bert-tiny:1-onnx-int8-dynamic | onnxruntime | 1 |" in summary
+    assert "x FP32 baseline" in result.output
+
+
+def test_bench_gpu_without_cuda_exits_0_and_keeps_the_previous_csv(tmp_path, monkeypatch):
+    import torch
+
+    stage = bench_stage()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "bench"
+    args = ["--device", "cuda", "--out", str(out), "--params", str(REPO / "params.yaml")]
+    result = CliRunner().invoke(stage.main, args)
+    assert result.exit_code == 0 and "no CUDA device" in result.output
+    assert (out / "gpu.csv").read_text() == ",".join(bench.COLUMNS) + "\n"  # a header, no rows
+    (out / "gpu.csv").write_text("earlier rows from a GPU machine\n")
+    assert CliRunner().invoke(stage.main, args).exit_code == 0
+    assert (out / "gpu.csv").read_text() == "earlier rows from a GPU machine\n"
+
+
+def test_repo_params_bench_section_loads():
+    assert load_params(REPO / "params.yaml").bench == BenchConfig()
+
+
+def test_a_runtime_that_fails_at_one_point_gives_rows_with_the_reason():
+    """CUDA graph capture on a CPU-only machine fails inside the worker: rows say why, nothing crashes."""
+    target = bench.Target("bert-tiny", "fp32", "cudagraph", "cpu", "bert-tiny", "bert-tiny", "random")
+    rows = bench.run_job(job_for(target))
+    assert len(rows) == 2 and all(r["note"].startswith("n/a: ") and r["layers"] == 2 for r in rows)
+
+
+def test_compiled_runtimes_always_get_their_warm_up_calls():
+    calls = []
+    bench.time_calls(lambda: calls.append(1), lambda call: (call(), 1.0)[1], warmup=0, runs=2, min_runs=2,
+                     max_seconds=1e-9, min_warmup=3)
+    assert len(calls) == 3 + 2

@@ -1,0 +1,155 @@
+"""The report: variant table, recommendation logic on crafted rows, Pareto and radar maths, and that every
+figure is written from a small fixed results table and benchmark CSV."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from prunequant import plots
+from prunequant.bench import COLUMNS
+from prunequant.config import Params, ReportConfig
+from prunequant.report import RESULT_COLUMNS, read_bench, recommend, results_markdown, variant_table, write_report
+
+
+def result(source, precision, accuracy, size, delta=None, p=None, device="cpu", layers=6, status="ok"):
+    return {"variant": source, "model": "minilm-l6", "layers": layers, "precision": precision, "device": device,
+            "split": "test", "n": 1280, "accuracy": accuracy,
+            "accuracy_ci_low": None if accuracy is None else accuracy - 0.02,
+            "accuracy_ci_high": None if accuracy is None else accuracy + 0.02, "size_mb": size, "status": status,
+            "reference": None if source == "baseline" and precision == "fp32" else "baseline-fp32",
+            "baseline_delta": delta, "baseline_p": p,
+            "baseline_verdict": None if p is None else ("worse" if p < 0.05 else "no significant difference")}
+
+
+RESULTS = pd.DataFrame([
+    result("baseline", "fp32", 0.817, 91.8),
+    result("baseline", "onnx-int8-dynamic", 0.819, 24.1, 0.002, 0.71),
+    result("baseline", "onnx-int4-weight", 0.811, 15.9, -0.006, 0.28),
+    result("pruned-3", "fp32", 0.807, 70.5, -0.010, 0.29, layers=3),
+    result("pruned-3", "onnx-int8-dynamic", 0.806, 18.6, -0.011, 0.25, layers=3),
+    result("pruned-3", "onnx-int4-weight", 0.795, 12.4, -0.022, 0.01, layers=3),
+    result("pruned-3", "fp16", None, None, device="cuda", layers=3, status="n/a: needs CUDA"),
+]).reindex(columns=RESULT_COLUMNS)
+
+
+def bench_row(variant, precision, runtime, layers, batch, seq, p50, device="cpu"):
+    return {"variant": variant, "precision": precision, "runtime": runtime, "layers": layers, "device": device,
+            "device_name": "test CPU", "batch_size": batch, "seq_len": seq, "latency_ms_p50": p50,
+            "latency_ms_p90": p50 * 1.1, "latency_ms_p99": p50 * 1.3, "latency_ms_mean": p50 * 1.05,
+            "throughput_per_s": 1000 * batch / p50, "peak_mem_mb": 50.0 + layers, "runs": 100,
+            "weights": "trained", "family": "minilm-l6", "note": ""}
+
+
+def bench_frame():
+    rows = []
+    for variant, precision, runtime, layers, ms in [
+        ("baseline", "fp32", "eager", 6, 5.0), ("baseline-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 6, 0.7),
+        ("baseline-onnx-int4-weight", "onnx-int4-weight", "onnxruntime", 6, 1.6), ("pruned-3", "fp32", "eager", 3, 2.6),
+        ("pruned-3-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 3, 0.36),
+        ("pruned-3-onnx-int4-weight", "onnx-int4-weight", "onnxruntime", 3, 0.30),
+    ]:
+        for batch, seq, scale in ((1, 16, 1), (1, 64, 2), (4, 64, 5), (16, 64, 15)):
+            rows.append(bench_row(variant, precision, runtime, layers, batch, seq, ms * scale))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+@pytest.fixture
+def bench_dir(tmp_path):
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    bench_frame().to_csv(folder / "cpu.csv", index=False)
+    (folder / "gpu.csv").write_text(",".join(COLUMNS) + "\n")  # bench-gpu on a machine without CUDA
+    return folder
+
+
+def table_from(bench_dir):
+    cpu, gpu = read_bench(bench_dir / "cpu.csv"), read_bench(bench_dir / "gpu.csv")
+    return variant_table(RESULTS, cpu, gpu, (1, 16), (16, 64))
+
+
+def test_variant_table_joins_accuracy_and_costs(bench_dir):
+    table = table_from(bench_dir).set_index("label")
+    assert table.loc["pruned-3-onnx-int8-dynamic", "cpu_ms"] == 0.36
+    assert table.loc["pruned-3-onnx-int8-dynamic", "cpu_runtime"] == "onnxruntime"
+    assert table.loc["pruned-3-onnx-int8-dynamic", "cpu_mem_mb"] == 53.0
+    assert table.loc["baseline", "baseline_delta"] == 0.0
+    assert table[["gpu_ms", "gpu_throughput"]].isna().all().all()  # no GPU rows
+    assert np.isnan(table.loc["pruned-3-fp16", "cpu_ms"])
+
+
+def test_recommendation_respects_the_accuracy_budget(bench_dir):
+    table = table_from(bench_dir)
+    choices = {c["target"]: c for c in recommend(table, max_drop_points=1.0)}
+    # pruned-3-onnx-int4-weight is fastest and smallest but loses 2.2 points: not eligible.
+    assert choices["CPU latency"]["variant"] == "baseline-onnx-int8-dynamic"
+    assert "0.700 ms" in choices["CPU latency"]["text"] and "0.140x the FP32 baseline" in choices["CPU latency"]["text"]
+    assert "not significant (McNemar p = 0.71)" in choices["CPU latency"]["text"]
+    assert choices["Smallest on disk"]["variant"] == "baseline-onnx-int4-weight"
+    assert choices["GPU latency"]["variant"] is None and choices["GPU latency"]["text"].startswith("N/A")
+    looser = {c["target"]: c for c in recommend(table, max_drop_points=1.2)}
+    assert looser["CPU latency"]["variant"] == "pruned-3-onnx-int8-dynamic"
+    assert "Runner-up: pruned-3-fp32" not in looser["CPU latency"]["text"]
+    widest = {c["target"]: c for c in recommend(table, max_drop_points=3.0)}
+    assert widest["CPU latency"]["variant"] == "pruned-3-onnx-int4-weight"
+    assert "significant (McNemar p = 0.01)" in widest["CPU latency"]["text"]
+
+
+def test_ties_within_noise_are_said():
+    rows = pd.DataFrame({"label": ["a", "b"], "source": ["x", "y"], "precision": ["fp32", "fp32"],
+                         "accuracy": [0.8, 0.8], "baseline_delta": [0.0, 0.0], "baseline_p": [None, None],
+                         "cpu_ms": [1.00, 1.03], "cpu_runtime": ["eager", "eager"], "gpu_ms": [None, None],
+                         "gpu_throughput": [None, None], "size_mb": [10.0, 20.0]})
+    text = recommend(rows, 1.0)[0]["text"]
+    assert "b (1.030 ms) is within measurement noise of it (3% apart)" in text
+
+
+def test_pareto_mask():
+    cost = np.array([1.0, 2.0, 3.0, 2.0, 0.5])
+    accuracy = np.array([0.80, 0.85, 0.84, 0.85, 0.70])
+    assert plots.pareto_mask(cost, accuracy).tolist() == [True, True, False, True, True]
+
+
+def test_radar_normalisation():
+    frame = pd.DataFrame({"size_mb": [100.0, 50.0, 10.0], "accuracy": [0.84, 0.80, 0.70]})
+    scores = plots.radar_scores(frame, {"size_mb": "size", "accuracy": "accuracy"}, (0.76, 0.84), 0.1)
+    assert scores.size_mb.tolist() == pytest.approx([0.1, 0.6, 1.0])  # cost inverted: smallest is best
+    assert scores.accuracy.tolist() == pytest.approx([1.0, 0.55, 0.1])  # clipped below the range
+
+
+def test_results_markdown_says_na_and_lists_variants_measured_nowhere(bench_dir):
+    text = results_markdown(table_from(bench_dir), 0.95)
+    row = next(line for line in text.splitlines() if line.startswith("| pruned-3-onnx-int8-dynamic |"))
+    assert "| N/A | N/A | N/A | 80.60 [78.60, 82.60] | 0.360 | 53 | -1.10, p=0.25, no significant difference |" in row
+    assert "Not measured here (n/a: needs CUDA): pruned-3-fp16." in text
+
+
+def test_write_report_writes_every_section_and_figure(bench_dir, tmp_path):
+    params = Params(report=ReportConfig())
+    out = tmp_path / "reports"
+    write_report(RESULTS, bench_dir, out, params)
+    report = (out / "report.md").read_text()
+    for heading in ("## Recommendation per deployment target", "## Results: minilm-l6", "## Layer sensitivity",
+                    "### Radar", "### CPU latency vs batch size", "### Pareto front: accuracy vs size on disk"):
+        assert heading in report
+    assert "GPU: not benchmarked (run `make bench-gpu`)" in report and "CPU: not benchmarked" in report
+    for name in ("radar", "latency_vs_batch_cpu", "latency_vs_seq_cpu", "pareto_cpu_latency", "pareto_size"):
+        png = out / "figures" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert not (out / "figures" / "pareto_gpu_latency.png").exists()  # no GPU timings, no GPU figure
+    sweep = pd.read_csv(out / "plots" / "latency_vs_batch_cpu.csv")
+    assert list(sweep.columns) == ["variant", "batch_size", "latency_ms_p50"]
+    assert sweep.variant.nunique() == 6
+    pareto = pd.read_csv(out / "plots" / "pareto_size.csv")
+    assert pareto.set_index("label").front.to_dict()["pruned-3-onnx-int4-weight"]  # smallest: on the front
+
+
+def test_recommendation_metrics_for_dvc_metrics_diff(bench_dir):
+    from prunequant.report import recommendation_metrics
+
+    metrics = recommendation_metrics(recommend(table_from(bench_dir), max_drop_points=1.0))
+    assert metrics["cpu_latency"] == {"variant": "baseline-onnx-int8-dynamic", "cpu_ms": 0.7, "accuracy": 0.819,
+                                      "accuracy_delta_vs_baseline": 0.002}
+    assert metrics["gpu_latency"] == {"variant": None}
+    assert metrics["smallest_on_disk"]["size_mb"] == 15.9
