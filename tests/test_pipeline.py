@@ -157,7 +157,7 @@ def test_bench_cpu_times_every_cpu_variant_and_plain_repro_never_benchmarks(repo
     for figure in ("latency_vs_batch_cpu", "latency_vs_seq_cpu", "pareto_cpu_latency", "pareto_size", "radar"):
         assert (repo / "reports" / "figures" / f"{figure}.png").stat().st_size > 10_000
     plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=repo).stdout)
-    assert {"Latency vs batch size (CPU)", "Accuracy vs size (Pareto)"} <= set(plots)
+    assert {"Latency vs batch size (CPU)", "Accuracy vs size (Pareto)"} <= set(plots["data"]) and not plots.get("errors")
     result = sh("dvc", "repro", "bench/dvc.yaml:bench-gpu", cwd=repo)
     assert "no CUDA device" in result.stdout
     assert (repo / "metrics" / "bench" / "gpu.csv").read_text().count("\n") == 1  # a header, no rows
@@ -225,16 +225,18 @@ def test_metrics_diff_compares_two_branches(repo):
     sh("git", "branch", "-M", "main", cwd=repo)
     sh("git", "checkout", "-qb", "more-distillation", cwd=repo)
     set_params(repo, refinetune={"alpha": 0.9})
-    assert ran_stages(sh("dvc", "repro", cwd=repo).stdout)[:2] == ["evaluate-pruned@4", "evaluate-pruned@5"]
+    ran = ran_stages(sh("dvc", "repro", cwd=repo).stdout)
+    assert {"refinetune@4", "evaluate-pruned@4"} <= set(ran) and "finetune" not in ran
     sh(*git, "commit", "-qam", "alpha 0.9", cwd=repo)
     diff = sh("dvc", "metrics", "diff", "main", "--md", cwd=repo).stdout
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in diff.splitlines()[2:]]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in diff.splitlines()[2:]
+            if line.startswith("|")]
     changed = {(path, key): (old, new) for path, key, old, new, *_ in rows}
     old, new = changed[("metrics/refinetune/pruned-4/metrics.json", "eval.loss")]  # the distillation mix changed
     assert float(old) != float(new), diff
     assert not any(path == "metrics/evaluate/baseline-fp32.json" for path, _ in changed)  # the baseline did not
     sh("git", "checkout", "-q", "main", cwd=repo)
-    sh("dvc", "checkout", "-q", cwd=repo)
+    sh("dvc", "checkout", "dvc.yaml", cwd=repo)  # the root pipeline's outputs as on main
 
 def test_unreachable_hub_model_fails_in_one_line_and_keeps_prepared_data(repo):
     before = {p.name: p.read_bytes() for p in (repo / "data" / "prepared").iterdir()}
