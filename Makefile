@@ -8,12 +8,18 @@ export PATH := $(BIN):$(PATH)
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro compare-strategies bench-cpu bench-gpu bench-gpu-shapes test metrics plots
+.PHONY: help setup repro compare-strategies bench-cpu bench-gpu bench-gpu-shapes test metrics plots \
+	docker-build docker-repro docker-bench-gpu docker-test exp push pull
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-19s %s\n", $$1, $$2}'
 
+# Inside the Docker image the dependencies are installed already (PRUNEQUANT_SETUP=skip).
+ifeq ($(PRUNEQUANT_SETUP),skip)
+setup: ;
+else
 setup: $(STAMP) ## Create .venv with the pinned dependencies (CPU torch)
+endif
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +54,36 @@ metrics: setup ## Show the tracked metrics (dvc metrics show)
 
 plots: setup ## Render the DVC plots to dvc_plots/index.html (Vega loads from a CDN)
 	dvc plots show
+
+# ---- profiles and sharing ------------------------------------------------------------------------------
+PROFILE ?= bert-base-sst2
+REMOTE ?=
+
+exp: setup ## Run a params preset as a DVC experiment: make exp PROFILE=bert-base-sst2 (profiles/*.yaml)
+	args="$$(python -m prunequant.profiles $(PROFILE))" && eval dvc exp run $$args
+
+push: setup ## Push data, models and artifacts to the DVC remote (REMOTE=<name>, default: the default remote)
+	dvc push $(if $(REMOTE),-r $(REMOTE))
+
+pull: setup ## Pull them from the DVC remote; a `dvc repro` afterwards reruns nothing
+	dvc pull $(if $(REMOTE),-r $(REMOTE))
+
+# ---- containers (docker, or DOCKER=podman) -------------------------------------------------------------
+DOCKER ?= docker
+IMAGE ?= prunequant:latest
+BASE ?=
+BUILD_ARGS ?=
+GPUS ?= --gpus all
+RUN_IN_IMAGE = $(DOCKER) run --rm $(GPUS) -v "$(CURDIR)":/workspace -u "$$(id -u):$$(id -g)" $(IMAGE)
+
+docker-build: ## Build the CUDA image (BASE=<local image> to build without a registry)
+	$(DOCKER) build $(if $(BASE),--build-arg BASE=$(BASE)) $(BUILD_ARGS) -t $(IMAGE) .
+
+docker-repro: ## `dvc repro` in the image, this repository mounted (GPUS= on a machine without GPUs)
+	$(RUN_IN_IMAGE) dvc repro
+
+docker-bench-gpu: ## `make bench-gpu` in the image, with every GPU
+	$(RUN_IN_IMAGE) make bench-gpu
+
+docker-test: ## The test suite in the image
+	$(RUN_IN_IMAGE) make test

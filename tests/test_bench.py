@@ -274,3 +274,13 @@ def test_compiled_runtimes_always_get_their_warm_up_calls():
     bench.time_calls(lambda: calls.append(1), lambda call: (call(), 1.0)[1], warmup=0, runs=2, min_runs=2,
                      max_seconds=1e-9, min_warmup=3)
     assert len(calls) == 3 + 2
+
+
+def test_a_bert_base_shape_is_timed_with_random_weights():
+    """What the bert-base profile's shape-only benchmark runs (one layer of it, to stay quick on CPU)."""
+    target = bench.Target("bert-base-uncased:1", "fp32", "eager", "cpu", "bert-base-uncased", "bert-base-uncased:1",
+                          "random")
+    job = bench.Job(target=target, points=((1, 16),), texts=("a fine film .",), warmup=1, runs=3, min_runs=2,
+                    max_seconds=0.05, threads=1, settings={}, seed=0)
+    (row,) = bench.run_job(job)
+    assert row["layers"] == 1 and row["weights"] == "random" and row["latency_ms_p50"] > 0

@@ -238,6 +238,20 @@ def test_metrics_diff_compares_two_branches(repo):
     sh("git", "checkout", "-q", "main", cwd=repo)
     sh("dvc", "checkout", "dvc.yaml", cwd=repo)  # the root pipeline's outputs as on main
 
+
+def test_a_team_shares_outputs_through_a_dvc_remote(repo, tmp_path):
+    """`make push` in one clone, `make pull` in another: the second clone reruns nothing."""
+    git = ("git", "-c", "user.name=t", "-c", "user.email=t@t")
+    sh("dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote"), cwd=repo)
+    sh(*git, "commit", "-qam", "a shared DVC remote", cwd=repo)
+    sh("dvc", "push", "dvc.yaml", cwd=repo)  # `make push` pushes every pipeline's outputs
+    other = tmp_path / "teammate"
+    sh("git", "clone", "-q", str(repo), str(other), cwd=tmp_path)
+    sh("dvc", "pull", "dvc.yaml", cwd=other)
+    assert (other / "models" / "baseline" / "model.safetensors").read_bytes() == (
+        repo / "models" / "baseline" / "model.safetensors").read_bytes()
+    assert ran_stages(sh("dvc", "repro", cwd=other).stdout) == ["machine"]  # always checked, nothing else
+
 def test_unreachable_hub_model_fails_in_one_line_and_keeps_prepared_data(repo):
     before = {p.name: p.read_bytes() for p in (repo / "data" / "prepared").iterdir()}
     set_params(repo, base={"model": "bert-base-uncased"})

