@@ -153,3 +153,24 @@ def test_recommendation_metrics_for_dvc_metrics_diff(bench_dir):
                                       "accuracy_delta_vs_baseline": 0.002}
     assert metrics["gpu_latency"] == {"variant": None}
     assert metrics["smallest_on_disk"]["size_mb"] == 15.9
+
+
+def test_gpu_rows_fill_the_gpu_columns_figures_and_targets(bench_dir, tmp_path):
+    rows = []
+    for variant, precision, layers, eager, graph in [("baseline", "fp32", 6, 6.0, 1.2), ("pruned-3", "fp32", 3, 3.2, 0.6)]:
+        for runtime, ms in (("eager", eager), ("cudagraph", graph)):
+            for batch, seq, scale in ((1, 16, 1), (1, 128, 1.5), (8, 128, 3), (64, 128, 12)):
+                rows.append({**bench_row(variant, precision, runtime, layers, batch, seq, ms * scale, device="cuda"),
+                             "device_name": "Test GPU"})
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(bench_dir / "gpu.csv", index=False)
+    out = tmp_path / "reports"
+    choices = {c["target"]: c for c in write_report(RESULTS, bench_dir, out, Params(report=ReportConfig()))}
+    assert choices["GPU latency"]["variant"] == "pruned-3"  # 1.0 points down: just within the budget
+    assert choices["GPU latency"]["gpu_ms"] == 0.6 and "cudagraph" in choices["GPU latency"]["text"]
+    assert choices["GPU throughput"]["gpu_throughput"] == pytest.approx(64 * 1000 / (0.6 * 12), rel=1e-3)
+    report = (out / "report.md").read_text()
+    assert "| baseline | 6 | 91.8 | N/A | 1.200 (cudagraph) |" in report
+    for name in ("latency_vs_batch_gpu", "latency_vs_seq_gpu", "pareto_gpu_latency"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
+    sweep = pd.read_csv(out / "plots" / "latency_vs_batch_gpu.csv")
+    assert sorted(sweep.batch_size.unique()) == [1, 8, 64]  # the GPU's own batch sweep, at 128 tokens

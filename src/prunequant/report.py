@@ -153,7 +153,7 @@ def _fastest(bench: pd.DataFrame, point: tuple[int, int]) -> pd.DataFrame:
 
 
 def variant_table(results: pd.DataFrame, cpu: pd.DataFrame, gpu: pd.DataFrame, short: tuple[int, int],
-                  wide: tuple[int, int]) -> pd.DataFrame:
+                  wide: tuple[int, int], gpu_short: tuple[int, int] | None = None) -> pd.DataFrame:
     """One row per (source model, scheme) on the test split: accuracy (with its device, CI and the paired test
     against the baseline), size, and the latency and peak memory of its fastest runtime at ``short`` on CPU and
     GPU, plus GPU throughput at ``wide``. Costs are NaN where a variant was not benchmarked."""
@@ -162,8 +162,8 @@ def variant_table(results: pd.DataFrame, cpu: pd.DataFrame, gpu: pd.DataFrame, s
                   "accuracy_ci_low", "accuracy_ci_high", "baseline_delta", "baseline_p", "baseline_verdict"]].copy()
     table.loc[(table.source == "baseline") & (table.precision == "fp32"), "baseline_delta"] = 0.0
     table["label"] = [s if p == "fp32" else f"{s}-{p}" for s, p in zip(table.source, table.precision, strict=True)]
-    for device, frame in (("cpu", cpu), ("gpu", gpu)):
-        fast = _fastest(frame, short)[["source", "precision", "runtime", "latency_ms_p50", "latency_ms_p90",
+    for device, frame, point in (("cpu", cpu, short), ("gpu", gpu, gpu_short or short)):
+        fast = _fastest(frame, point)[["source", "precision", "runtime", "latency_ms_p50", "latency_ms_p90",
                                        "peak_mem_mb"]]
         fast = fast.rename(columns={"runtime": f"{device}_runtime", "latency_ms_p50": f"{device}_ms",
                                     "latency_ms_p90": f"{device}_p90_ms", "peak_mem_mb": f"{device}_mem_mb"})
@@ -269,15 +269,14 @@ def results_markdown(table: pd.DataFrame, confidence_level: float) -> str:
     return "\n".join(lines)
 
 
-def bench_points(*frames: pd.DataFrame) -> tuple[tuple[int, int], tuple[int, int]]:
+def bench_points(frame: pd.DataFrame) -> tuple[tuple[int, int], tuple[int, int]]:
     """(one short sentence, the widest batch) as measured: batch 1 at the shortest length, and the largest
     batch at its longest length."""
-    rows = pd.concat([f[["batch_size", "seq_len"]] for f in frames if len(f)]) if any(len(f) for f in frames) else None
-    if rows is None:
+    if frame.empty:
         return (1, 16), (64, 64)
-    single = rows[rows.batch_size == 1]
+    single = frame[frame.batch_size == 1]
     short = (1, int(single.seq_len.min())) if len(single) else (1, 16)
-    widest = rows[rows.batch_size == rows.batch_size.max()]
+    widest = frame[frame.batch_size == frame.batch_size.max()]
     return short, (int(widest.batch_size.iloc[0]), int(widest.seq_len.max()))
 
 
@@ -297,8 +296,9 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params) -> l
 
     cpu, gpu = read_bench(bench_dir / "cpu.csv"), read_bench(bench_dir / "gpu.csv")
     cpu_t, gpu_t = (f[f.weights == "trained"] for f in (cpu, gpu))
-    short, wide = bench_points(cpu_t, gpu_t)
-    table = variant_table(results, cpu_t, gpu_t, short, wide)
+    short, wide = bench_points(cpu_t if len(cpu_t) else gpu_t)
+    gpu_short, gpu_wide = bench_points(gpu_t) if len(gpu_t) else (short, wide)
+    table = variant_table(results, cpu_t, gpu_t, short, gpu_wide, gpu_short)
     choices = recommend(table, params.report.max_accuracy_drop)
     figures, plot_tables = out / "figures", out / "plots"
     figures.mkdir(parents=True, exist_ok=True)
@@ -309,9 +309,10 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params) -> l
         timed = frame.dropna(subset=["latency_ms_p50"])
         if timed.empty:
             continue
-        batch_sweep = timed[timed.seq_len == wide[1]]
+        sweep_length = int(timed.groupby("seq_len").batch_size.nunique().idxmax())  # the batch sweep's length
+        batch_sweep = timed[timed.seq_len == sweep_length]
         seq_sweep = timed[timed.batch_size == 1]
-        for x, rows, what in (("batch_size", batch_sweep, f"batch size, {wide[1]} tokens"),
+        for x, rows, what in (("batch_size", batch_sweep, f"batch size, {sweep_length} tokens"),
                               ("seq_len", seq_sweep, "sequence length, batch 1")):
             stem = f"latency_vs_{'batch' if x == 'batch_size' else 'seq'}_{device}"
             plots.latency_plot(rows, x, f"{device.upper()} latency vs {what}", figures / f"{stem}.png")
@@ -320,7 +321,7 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params) -> l
                 plot_tables / f"{stem}.csv", index=False)
             images.append((f"{device.upper()} latency vs {what}", f"figures/{stem}.png"))
     for column, label, stem in (("cpu_ms", f"CPU latency p50, batch 1 x {short[1]} tokens (ms)", "pareto_cpu_latency"),
-                                ("gpu_ms", f"GPU latency p50, batch 1 x {short[1]} tokens (ms)", "pareto_gpu_latency"),
+                                ("gpu_ms", f"GPU latency p50, batch 1 x {gpu_short[1]} tokens (ms)", "pareto_gpu_latency"),
                                 ("size_mb", "size on disk (MB)", "pareto_size")):
         data = table.dropna(subset=[column, "accuracy"])
         if data.empty:
