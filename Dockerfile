@@ -43,7 +43,9 @@ RUN python3 -m venv /opt/venv \
     && pip check
 
 # The repository is mounted here at run time; the code in it (src/) is what runs.
-RUN useradd --create-home --uid "${UID}" --shell /bin/bash prunequant \
+# (Ubuntu bases ship a user "ubuntu" with UID 1000: it makes way.)
+RUN if getent passwd "${UID}" >/dev/null; then userdel --remove "$(getent passwd "${UID}" | cut -d: -f1)"; fi \
+    && useradd --create-home --uid "${UID}" --shell /bin/bash prunequant \
     && mkdir -p /workspace && chown prunequant /workspace
 USER ${UID}
 WORKDIR /workspace

@@ -3,8 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
-# Stages in dvc.yaml call `python`: put the project's environment first for them and for dvc.
+# Stages in dvc.yaml call `python`: put the project's environment first for them and for dvc (not inside
+# the Docker image, where the dependencies are installed and a mounted host .venv would not run).
+ifneq ($(PRUNEQUANT_SETUP),skip)
 export PATH := $(BIN):$(PATH)
+endif
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help

@@ -284,3 +284,11 @@ def test_a_bert_base_shape_is_timed_with_random_weights():
                     max_seconds=0.05, threads=1, settings={}, seed=0)
     (row,) = bench.run_job(job)
     assert row["layers"] == 1 and row["weights"] == "random" and row["latency_ms_p50"] > 0
+
+
+def test_summary_table_without_an_onnx_reference_says_na():
+    frame = crafted_rows()
+    frame = frame[frame.precision != "onnx-int8-dynamic"]  # a GPU run has no ONNX rows
+    row = next(line for line in bench.summary_table(frame, (1, 16), (1, 16), (4, 64)).splitlines()
+               if line.startswith("| pruned-3 |"))
+    assert row.rstrip().endswith("| n/a | 0.500 |")

@@ -14,7 +14,7 @@ This module imports nothing heavy at import time: ``params.yaml`` validation rea
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
 import platform
 import statistics
@@ -149,10 +149,9 @@ def save_random_model(shape: str, folder: Path, seed: int = 0) -> None:
 
 def percentile(values: list[float], q: float) -> float:
     """Linear-interpolated percentile (numpy's default) of a non-empty list."""
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    low, high = math.floor(pos), math.ceil(pos)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+    import numpy as np
+
+    return float(np.percentile(values, q))
 
 
 def time_calls(call: Callable[[], Any], timer: Callable[[Callable[[], Any]], float], *, warmup: int, runs: int,
@@ -206,16 +205,16 @@ def summarise(times: list[float], batch_size: int) -> dict:
 # ---- memory --------------------------------------------------------------------------------------------
 
 def _status_mb(field: str) -> float:
-    """A memory figure of /proc/self/status (VmRSS, VmHWM) in MiB; elsewhere the process's peak RSS."""
+    """A memory figure of /proc/self/status (VmRSS, VmHWM) in MB (10^6 bytes); elsewhere the peak RSS."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
+                return int(line.split()[1]) * 1024 / 1e6
     except OSError:
         pass
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
 def rss_mb() -> float:
@@ -291,6 +290,14 @@ def cuda_graph_call(model, inputs: dict) -> Callable[[], Any]:
     the graph's static buffers and replays it (no kernel launches from Python)."""
     import torch
 
+    def graphable(key, value):
+        # BERT's SDPA path checks a 2-D mask for "all ones" on the host, which capture forbids; a 3-D
+        # [batch, query, key] mask takes the additive-mask path instead (same attention, no sync).
+        if key == "attention_mask" and value.dim() == 2:
+            return value[:, None, :].expand(-1, value.shape[1], -1)
+        return value
+
+    inputs = {k: graphable(k, v) for k, v in inputs.items()}
     static = {k: v.clone() for k, v in inputs.items()}
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
@@ -344,10 +351,10 @@ def run_job(job: Job) -> list[dict]:
 
     if target.note:
         return empty_rows(target.note)
-    rss_before = rss_mb()
     with tempfile.TemporaryDirectory() as tmp:
         try:
             folder = _build_random(job, Path(tmp)) if target.weights == "random" else Path(target.folder)
+            rss_before = rss_mb()  # after any build: what loading and running the artifact adds
             tokenizer = AutoTokenizer.from_pretrained(folder)
             if target.runtime == "onnxruntime":
                 from transformers import AutoConfig
@@ -391,7 +398,7 @@ def run_job(job: Job) -> list[dict]:
                 rows.append(base | {"layers": layers, "batch_size": batch_size, "seq_len": seq_len,
                                     "note": f"n/a: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"})
                 continue
-            peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb() - rss_before
+            peak = torch.cuda.max_memory_allocated() / 1e6 if cuda else peak_rss_mb() - rss_before
             rows.append(base | {"layers": layers, "batch_size": batch_size, "seq_len": seq_len,
                                 "peak_mem_mb": round(peak, 1), "note": ""} | summarise(times, batch_size))
             del call
@@ -412,13 +419,24 @@ def run_jobs(jobs: list[Job], progress: Callable[[Job, list[dict], float], None]
 
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(WORKER_PRELOAD)
+    from concurrent.futures.process import BrokenProcessPool
+
     rows: list[dict] = []
-    with ProcessPoolExecutor(max_workers=1, mp_context=context, max_tasks_per_child=1) as pool:
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=context, max_tasks_per_child=1)
+    try:
         for job in jobs:
             start = time.perf_counter()
-            result = pool.submit(run_job, job).result()
+            try:
+                result = pool.submit(run_job, job).result()
+            except BrokenProcessPool:  # the worker died (a segfault, the OOM killer): say so, go on
+                pool.shutdown(wait=False)
+                pool = ProcessPoolExecutor(max_workers=1, mp_context=context, max_tasks_per_child=1)
+                failed = dataclasses.replace(job.target, note="n/a: the worker process died (crash or out of memory)")
+                result = run_job(dataclasses.replace(job, target=failed))
             progress(job, result, time.perf_counter() - start)
             rows.extend(result)
+    finally:
+        pool.shutdown()
     return rows
 
 
@@ -487,7 +505,7 @@ def with_ratios(frame):
                                        ("ratio_ort_int8", "onnx-int8-dynamic", "onnxruntime")):
         ref = frame[(frame.precision == precision) & (frame.runtime == runtime) & frame.latency_ms_p50.notna()]
         if ref.empty:
-            frame[column] = pd.NA
+            frame[column] = float("nan")
             continue
         ref = ref[ref.layers == ref.groupby("family").layers.transform("max")]
         ref = ref[["family", "device", "batch_size", "seq_len", "latency_ms_p50"]].rename(
@@ -501,6 +519,8 @@ def with_ratios(frame):
 def summary_table(frame, short: tuple[int, int], long: tuple[int, int], wide: tuple[int, int]) -> str:
     """One Markdown row per (variant, runtime): latency at one short sentence and one long one, throughput
     at the largest batch, peak memory there, and the ratios at the short point (FP32 last)."""
+    import pandas as pd
+
     frame = with_ratios(frame)
     keys = ["variant", "precision", "runtime"]
     lines = [
@@ -513,7 +533,7 @@ def summary_table(frame, short: tuple[int, int], long: tuple[int, int], wide: tu
     def at(group, point, column):
         row = group[(group.batch_size == point[0]) & (group.seq_len == point[1])]
         value = row[column].iloc[0] if len(row) else None
-        return value if value is not None and value == value else None  # NaN -> None
+        return None if value is None or pd.isna(value) else value
 
     def fmt(value, spec):
         return "n/a" if value is None else format(value, spec)

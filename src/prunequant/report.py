@@ -168,10 +168,11 @@ def variant_table(results: pd.DataFrame, cpu: pd.DataFrame, gpu: pd.DataFrame, s
         fast = fast.rename(columns={"runtime": f"{device}_runtime", "latency_ms_p50": f"{device}_ms",
                                     "latency_ms_p90": f"{device}_p90_ms", "peak_mem_mb": f"{device}_mem_mb"})
         table = table.merge(fast, on=["source", "precision"], how="left")
-    wide_rows = gpu[(gpu.batch_size == wide[0]) & (gpu.seq_len == wide[1])]
-    best = wide_rows.groupby(["source", "precision"], as_index=False).throughput_per_s.max()
-    table = table.merge(best.rename(columns={"throughput_per_s": "gpu_throughput"}), on=["source", "precision"],
-                        how="left")
+    wide_rows = gpu[(gpu.batch_size == wide[0]) & (gpu.seq_len == wide[1]) & gpu.throughput_per_s.notna()]
+    best = wide_rows.sort_values("throughput_per_s", ascending=False).drop_duplicates(["source", "precision"])
+    best = best[["source", "precision", "throughput_per_s", "runtime"]].rename(
+        columns={"throughput_per_s": "gpu_throughput", "runtime": "gpu_throughput_runtime"})
+    table = table.merge(best, on=["source", "precision"], how="left")
     return table.reset_index(drop=True)
 
 
@@ -181,7 +182,8 @@ TARGETS = (  # (name, column, lower is better, unit)
     ("GPU throughput", "gpu_throughput", False, "sentences/s"),
     ("Smallest on disk", "size_mb", True, "MB"),
 )
-NOISE = 0.05  # latencies or throughputs closer than this (relative) are within run-to-run noise
+NOISE = 0.05  # latencies or throughputs closer than this (relative) count as a tie
+RUNTIME_OF = {"cpu_ms": "cpu_runtime", "gpu_ms": "gpu_runtime", "gpu_throughput": "gpu_throughput_runtime"}
 
 
 def recommend(table: pd.DataFrame, max_drop_points: float, alpha: float = 0.05) -> list[dict]:
@@ -204,7 +206,7 @@ def recommend(table: pd.DataFrame, max_drop_points: float, alpha: float = 0.05) 
             text[0] += f", {value / base[column].iloc[0]:.3f}x the FP32 baseline"
         elif len(base) and pd.notna(base[column].iloc[0]):
             text[0] += f", {value / base[column].iloc[0]:.1f}x the FP32 baseline"
-        runtime = best.get(f"{column.split('_')[0]}_runtime") if column != "size_mb" else None
+        runtime = best.get(RUNTIME_OF.get(column, ""))
         text[0] += f"{', ' + runtime if isinstance(runtime, str) else ''}; test accuracy {100 * best.accuracy:.2f}%"
         text[0] += f", {100 * best.baseline_delta:+.2f} pts vs the baseline)."
         if pd.notna(best.baseline_p):
@@ -215,8 +217,8 @@ def recommend(table: pd.DataFrame, max_drop_points: float, alpha: float = 0.05) 
             second = candidates.iloc[1]
             gap = abs(second[column] - value) / value
             if column != "size_mb" and gap < NOISE:
-                text.append(f"{second.label} ({_fmt(second[column], unit)}) is within measurement noise of it "
-                            f"({100 * gap:.0f}% apart): either will do.")
+                text.append(f"{second.label} ({_fmt(second[column], unit)}) is within {100 * NOISE:.0f}% of it "
+                            f"({100 * gap:.0f}% apart), a gap run-to-run noise can make: either will do.")
             else:
                 text.append(f"Runner-up: {second.label} ({_fmt(second[column], unit)}).")
         choices.append({"target": name, "variant": best.label, "text": " ".join(text), column: float(value),
@@ -295,7 +297,10 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params) -> l
     from prunequant import plots
 
     cpu, gpu = read_bench(bench_dir / "cpu.csv"), read_bench(bench_dir / "gpu.csv")
-    cpu_t, gpu_t = (f[f.weights == "trained"] for f in (cpu, gpu))
+    # Timings of this model only: CSVs measured on another base.model (say, before a profile) are left out.
+    models = set(results.model.dropna())
+    stale = sorted({f for f in pd.concat([cpu, gpu]).query("weights == 'trained'").family.dropna() if f not in models})
+    cpu_t, gpu_t = (f[(f.weights == "trained") & f.family.isin(models)] for f in (cpu, gpu))
     short, wide = bench_points(cpu_t if len(cpu_t) else gpu_t)
     gpu_short, gpu_wide = bench_points(gpu_t) if len(gpu_t) else (short, wide)
     table = variant_table(results, cpu_t, gpu_t, short, gpu_wide, gpu_short)
@@ -351,7 +356,9 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params) -> l
         "device each scheme targets; the paired test is an exact McNemar test against the FP32 baseline on the "
         f"same sentences. Latency is the p50 of single calls at batch 1 x {short[1]} tokens (one short sentence) "
         "in the fastest runtime measured; peak memory is the process's resident-set growth on CPU and the CUDA "
-        "allocator's peak on GPU, at that point. N/A: not measured on that device.",
+        "allocator's peak on GPU, at that point, in MB (10^6 bytes). N/A: not measured on that device."
+        + (f" Benchmark rows of {', '.join(stale)} are left out: they were measured on another model; rerun "
+           "`make bench-cpu` / `make bench-gpu`." if stale else ""),
         "",
         "## Recommendation per deployment target",
         "",
@@ -379,7 +386,7 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params) -> l
         "",
         *[f"### {title}\n\n![{title}]({path})\n" for title, path in images],
     ]
-    shapes = pd.concat([cpu, gpu])
+    shapes = pd.concat([cpu, gpu, read_bench(bench_dir / "cpu-shapes.csv"), read_bench(bench_dir / "gpu-shapes.csv")])
     shapes = shapes[shapes.weights == "random"].dropna(subset=["latency_ms_p50"])
     if len(shapes):
         from prunequant.bench import summary_table
