@@ -498,7 +498,6 @@ def make_jobs(targets: list[Target], params, texts: list[str], threads: int) -> 
 def with_ratios(frame):
     """Add ratio_fp32 (p50 over the family's full-depth FP32 eager p50 at the same point) and ratio_ort_int8
     (over the family's full-depth onnx-int8-dynamic), both measured in this run."""
-    import pandas as pd
 
     frame = frame.copy()
     for column, precision, runtime in (("ratio_fp32", "fp32", "eager"),
