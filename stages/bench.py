@@ -17,10 +17,11 @@ from prunequant.bench import (
 )
 from prunequant.config import BENCH_WEIGHTS, load_params
 from prunequant.data import load_split
+from prunequant.errors import StageCommand
 from prunequant.io import write_json, write_text
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), required=True, help="Where to run the variants.")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default="data/prepared", show_default=True,
               help="Prepared data folder: its test sentences are the inputs.")

@@ -5,12 +5,13 @@ from pathlib import Path
 import click
 
 from prunequant.config import load_params
+from prunequant.errors import StageCommand
 from prunequant.evaluation import save_predictions, score_splits
 from prunequant.io import write_json
 from prunequant.modeling import deployable_size_mb, load_classifier, load_tokenizer, num_layers
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, help="Prepared data folder.")
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="Model folder.")
 @click.option("--variant", required=True, help="Name of the model in results (e.g. baseline).")

@@ -6,10 +6,11 @@ import click
 
 from prunequant.config import load_params
 from prunequant.data import load_label_names, load_split
+from prunequant.errors import StageCommand
 from prunequant.modeling import check_max_seq_length, load_classifier, load_tokenizer, save_classifier
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, help="Prepared data folder.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the model.")
 @click.option("--live", "live_dir", type=click.Path(path_type=Path), required=True, help="DVCLive folder.")
@@ -21,7 +22,9 @@ def main(data_dir: Path, out_dir: Path, live_dir: Path, params_path: str) -> Non
 
     from transformers import set_seed
 
-    from prunequant.training import finetune
+    from prunequant.training import checkpoint_dir_for, discard_checkpoints, finetune, is_main_process, relaunch
+
+    relaunch(params.finetune.processes, "finetune")  # finetune.processes > 1: `accelerate launch` runs this again
 
     set_seed(params.base.seed)  # before the new classifier head is initialised
     tokenizer = load_tokenizer(params.base.model)
@@ -36,9 +39,12 @@ def main(data_dir: Path, out_dir: Path, live_dir: Path, params_path: str) -> Non
         seed=params.base.seed,
         max_seq_length=params.base.max_seq_length,
         live_dir=live_dir,
+        checkpoint_dir=checkpoint_dir_for(out_dir),
     )
-    save_classifier(model, tokenizer, out_dir)
-    click.echo(f"finetune: validation accuracy {metrics['accuracy']:.4f} -> {out_dir}")
+    if is_main_process():
+        save_classifier(model, tokenizer, out_dir)
+        discard_checkpoints(checkpoint_dir_for(out_dir))
+        click.echo(f"finetune: validation accuracy {metrics['accuracy']:.4f} -> {out_dir}")
 
 
 if __name__ == "__main__":

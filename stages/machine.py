@@ -4,10 +4,11 @@ from pathlib import Path
 
 import click
 
+from prunequant.errors import StageCommand
 from prunequant.io import write_json
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="JSON file to write.")
 def main(out: Path) -> None:
     """Write {"cuda": bool, "gpu": name or null} to <out> (rewritten only when it changes)."""

@@ -6,10 +6,11 @@ import click
 
 from prunequant.config import load_params
 from prunequant.data import label_names_of, load_raw_splits, make_splits, save_splits
+from prunequant.errors import StageCommand
 from prunequant.io import write_json
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the splits.")
 @click.option("--metrics", type=click.Path(path_type=Path), required=True, help="JSON file for split sizes.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")

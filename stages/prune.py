@@ -7,13 +7,13 @@ import click
 import pandas as pd
 
 from prunequant.config import PRUNE_STRATEGIES, load_params
-from prunequant.errors import PrunequantError
+from prunequant.errors import PrunequantError, StageCommand
 from prunequant.modeling import load_classifier, load_tokenizer, save_classifier
 from prunequant.pruning import drop_layers, layer_count, layers_to_drop
 from prunequant.sensitivity import importance_order
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="Fine-tuned model folder.")
 @click.option("--sensitivity", "sensitivity_csv", type=click.Path(path_type=Path), required=True,
               help="Layer sensitivity CSV (used by strategy: sensitivity).")

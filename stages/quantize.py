@@ -6,7 +6,7 @@ import click
 
 from prunequant.config import load_params
 from prunequant.data import SCORED_SPLITS, load_split
-from prunequant.errors import PrunequantError
+from prunequant.errors import PrunequantError, StageCommand
 from prunequant.evaluation import load_predictions, paired_test, save_predictions, score_splits
 from prunequant.io import atomic_dir, write_json, write_text
 from prunequant.modelcard import model_card
@@ -21,7 +21,7 @@ from prunequant.quantization import (
 )
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, help="Prepared data folder.")
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="FP32 model folder.")
 @click.option("--variant", required=True, help="Name of the source model in results (e.g. pruned-4).")

@@ -7,10 +7,11 @@ import click
 
 from prunequant.config import load_params
 from prunequant.data import load_split
+from prunequant.errors import StageCommand
 from prunequant.modeling import load_classifier, load_tokenizer, save_classifier
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, help="Prepared data folder.")
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="Pruned model folder.")
 @click.option("--teacher", "teacher_dir", type=click.Path(path_type=Path), required=True,
@@ -31,7 +32,9 @@ def main(data_dir: Path, model_dir: Path, teacher_dir: Path, out_dir: Path, live
 
     from transformers import set_seed
 
-    from prunequant.training import finetune
+    from prunequant.training import checkpoint_dir_for, discard_checkpoints, finetune, is_main_process, relaunch
+
+    relaunch(cfg.processes, "refinetune")  # refinetune.processes > 1: `accelerate launch` runs this again
 
     set_seed(params.base.seed)
     model, tokenizer = load_classifier(str(model_dir)), load_tokenizer(str(model_dir))
@@ -40,10 +43,13 @@ def main(data_dir: Path, model_dir: Path, teacher_dir: Path, out_dir: Path, live
         model, tokenizer, train, validation, cfg,
         seed=params.base.seed, max_seq_length=params.base.max_seq_length, live_dir=live_dir,
         teacher=teacher, kept_layers=getattr(model.config, "pruned_from_layers", None),
+        checkpoint_dir=checkpoint_dir_for(out_dir),
     )
-    save_classifier(model, tokenizer, out_dir)
-    click.echo(f"refinetune: validation accuracy {metrics['accuracy']:.4f} "
-               f"({'distilled' if cfg.distill else 'plain'}) -> {out_dir}")
+    if is_main_process():
+        save_classifier(model, tokenizer, out_dir)
+        discard_checkpoints(checkpoint_dir_for(out_dir))
+        click.echo(f"refinetune: validation accuracy {metrics['accuracy']:.4f} "
+                   f"({'distilled' if cfg.distill else 'plain'}) -> {out_dir}")
 
 
 if __name__ == "__main__":

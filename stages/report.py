@@ -6,11 +6,12 @@ from pathlib import Path
 import click
 
 from prunequant.config import load_params
+from prunequant.errors import StageCommand
 from prunequant.io import write_json, write_text
 from prunequant.report import collect_results, markdown_table, recommendation_metrics, summary_table, write_report
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @click.option("--evaluations", type=click.Path(path_type=Path), required=True, multiple=True,
               help="Folder of evaluation JSONs, or one JSON; repeat to combine several.")
 @click.option("--results", type=click.Path(path_type=Path), required=True, help="CSV file for all results.")

@@ -6,13 +6,14 @@ import click
 
 from prunequant.config import load_params
 from prunequant.data import load_split
+from prunequant.errors import StageCommand
 from prunequant.evaluation import predict_logits
 from prunequant.io import write_text
 from prunequant.modeling import load_classifier, load_tokenizer
 from prunequant.sensitivity import METHODS, plot_sensitivity
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, help="Prepared data folder.")
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="Fine-tuned model folder.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), required=True, help="CSV file for the table.")

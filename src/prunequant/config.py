@@ -7,6 +7,7 @@ Every section validates itself, and an unknown key anywhere fails with the close
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,19 @@ from prunequant.errors import PrunequantError, did_you_mean
 def _require(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise PrunequantError(f"params.yaml: {key} {message}")
+
+
+def _require_inside_repo(value: str, key: str) -> None:
+    """A relative path in params may not climb out of the repository (stages run from its root).
+
+    Absolute paths are taken as meant; Hub names never contain a '..' part.
+    """
+    path = Path(value)
+    if not path.is_absolute() and ".." in path.parts:
+        root = Path.cwd().resolve()
+        _require((root / path).resolve().is_relative_to(root), key,
+                 f"is {value!r}, which points outside the repository; move it inside, or give an absolute "
+                 "path if you mean a file outside")
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,8 @@ class BaseConfig:
         _require(self.seed >= 0, "base.seed", f"must be >= 0, got {self.seed}")
         _require(bool(self.model.strip()), "base.model", "must name a model, e.g. minilm-l6")
         _require(bool(self.data.strip()), "base.data", "must name a data set, e.g. rotten_tomatoes")
+        for key in ("model", "data"):
+            _require_inside_repo(getattr(self, key), f"base.{key}")
         _require(
             8 <= self.max_seq_length <= 8192,
             "base.max_seq_length",
@@ -79,6 +95,8 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     logging_steps: int = 20
+    checkpoint_steps: int = 200  # optimizer steps between checkpoints a killed run resumes from; 0: none
+    processes: int = 1  # > 1: `accelerate launch` runs that many (one per GPU; gloo on CPU without CUDA)
 
     section: ClassVar[str] = "finetune"  # the params.yaml section, for error messages
 
@@ -101,6 +119,12 @@ class FinetuneConfig:
         _require(
             self.logging_steps >= 1, f"{self.section}.logging_steps", f"must be >= 1, got {self.logging_steps}"
         )
+        _require(self.checkpoint_steps >= 0, f"{self.section}.checkpoint_steps",
+                 f"must be >= 0 (0: no checkpoints), got {self.checkpoint_steps}")
+        _require(self.processes >= 1, f"{self.section}.processes", f"must be >= 1, got {self.processes}")
+        _require(self.batch_size % self.processes == 0, f"{self.section}.batch_size",
+                 f"({self.batch_size}) must divide evenly over {self.section}.processes ({self.processes}); "
+                 f"set it to a multiple of {self.processes}")
 
 
 @dataclass(frozen=True)
@@ -358,11 +382,13 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         return tuple(_coerce(item, item_type, f"{key}[{i}]") for i, item in enumerate(value))
     if annotation is float and isinstance(value, str):
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if annotation is float and isinstance(value, float) and not math.isfinite(value):
+        raise PrunequantError(f"params.yaml: {key} must be a finite number, got {value!r}")
     if isinstance(value, annotation) and not (isinstance(value, bool) and annotation is not bool):
         return value
     raise PrunequantError(

@@ -103,6 +103,23 @@ def _normalise(frame: pd.DataFrame, text_column: str, label_column: str, where: 
     return out
 
 
+ID_COLUMNS = ("idx", "id")  # a source's own row ids (GLUE has idx), kept in the predictions
+
+
+def _row_ids(frame: pd.DataFrame, where: str):
+    """The split's own ids where it has an id column (they must be unique), else row numbers."""
+    column = next((c for c in ID_COLUMNS if c in frame.columns), None)
+    if column is None:
+        return range(len(frame))
+    duplicated = frame[column][frame[column].duplicated()]
+    if len(duplicated):
+        raise PrunequantError(
+            f"base.data: the {where} split repeats ids in its {column!r} column (e.g. {duplicated.tolist()[0]!r}, "
+            f"{len(duplicated)} repeats); make them unique or drop the column"
+        )
+    return frame[column].tolist()
+
+
 def _labelled(frame: pd.DataFrame) -> bool:
     """GLUE-style test splits carry label -1 for every row: those cannot be scored."""
     return len(frame) > 0 and bool((frame["label"] >= 0).all())
@@ -148,8 +165,9 @@ def make_splits(
         )
     frames = {}
     for name, frame in raw.items():
+        ids = _row_ids(frame, name)
         frame = _normalise(frame, text_column, label_column, name)
-        frame.index = [f"{name}:{i}" for i in range(len(frame))]
+        frame.index = [f"{name}:{i}" for i in ids]
         frames[name] = frame
     frames = {name: frame for name, frame in frames.items() if _labelled(frame) or name == "train"}
     frames = {name: _check_binary(frame, name) for name, frame in frames.items()}

@@ -96,9 +96,11 @@ def load_classifier(name: str, num_labels: int = 2, label_names: tuple[str, ...]
     if label_names:
         kwargs["id2label"] = dict(enumerate(label_names))
         kwargs["label2id"] = {label: i for i, label in enumerate(label_names)}
+    from safetensors import SafetensorError
+
     try:
         return AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, **kwargs)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or corrupt file
         raise _load_error(name, path, exc) from exc
 
 

@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from prunequant.io import save_figure  # noqa: E402
+
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 GREY = "#b0b0b0"
 
@@ -34,7 +36,7 @@ def source_markers(sources: list[str]) -> dict[str, str]:
 
 def _save(fig, path) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")  # legends and labels outside the axes stay whole
+    save_figure(fig, path, dpi=120, bbox_inches="tight")  # legends and labels outside the axes stay whole
     plt.close(fig)
 
 
@@ -114,7 +116,7 @@ def latency_plot(bench: pd.DataFrame, x: str, title: str, path) -> None:
     fig.legend(seen.values(), seen.keys(), loc="center right", fontsize=8, title="scheme")
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1 - 2.0 / fig.get_figwidth(), 1))
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    save_figure(fig, path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

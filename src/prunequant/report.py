@@ -321,9 +321,8 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params) -> l
                               ("seq_len", seq_sweep, "sequence length, batch 1")):
             stem = f"latency_vs_{'batch' if x == 'batch_size' else 'seq'}_{device}"
             plots.latency_plot(rows, x, f"{device.upper()} latency vs {what}", figures / f"{stem}.png")
-            rows[["variant", "runtime", x, "latency_ms_p50"]].assign(
-                variant=lambda t: t.variant + " (" + t.runtime + ")").drop(columns="runtime").to_csv(
-                plot_tables / f"{stem}.csv", index=False)
+            write_text(plot_tables / f"{stem}.csv", rows[["variant", "runtime", x, "latency_ms_p50"]].assign(
+                variant=lambda t: t.variant + " (" + t.runtime + ")").drop(columns="runtime").to_csv(index=False))
             images.append((f"{device.upper()} latency vs {what}", f"figures/{stem}.png"))
     for column, label, stem in (("cpu_ms", f"CPU latency p50, batch 1 x {short[1]} tokens (ms)", "pareto_cpu_latency"),
                                 ("gpu_ms", f"GPU latency p50, batch 1 x {gpu_short[1]} tokens (ms)", "pareto_gpu_latency"),
@@ -333,7 +332,8 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params) -> l
             continue
         plots.pareto_plot(data, column, label, f"Test accuracy vs {label.split(' (')[0]}", figures / f"{stem}.png")
         front = plots.pareto_mask(data[column].to_numpy(float), data.accuracy.to_numpy(float))
-        data.assign(front=front)[["label", column, "accuracy", "front"]].to_csv(plot_tables / f"{stem}.csv", index=False)
+        write_text(plot_tables / f"{stem}.csv",
+                   data.assign(front=front)[["label", column, "accuracy", "front"]].to_csv(index=False))
         images.append((f"Pareto front: accuracy vs {label}", f"figures/{stem}.png"))
 
     chosen = [c["variant"] for c in choices if c["variant"]]

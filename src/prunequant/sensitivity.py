@@ -9,6 +9,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from prunequant.evaluation import accuracy_ci
+from prunequant.io import save_figure
 from prunequant.pruning import layer_count, layers_skipped
 
 SENSITIVITY_COLUMNS = ["layer", "accuracy", "accuracy_drop", "ci_low", "ci_high", "removal_order"]
@@ -96,5 +97,5 @@ def plot_sensitivity(table: pd.DataFrame, reference: float, path, *, title: str)
     ax.set_title(f"{title}\nfull model {100 * reference:.2f}% validation accuracy; error bars: 95% CI of each accuracy", fontsize=10)
     ax.margins(y=0.15)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)

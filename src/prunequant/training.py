@@ -1,10 +1,24 @@
-"""Fine-tuning with transformers' Trainer (optionally distilled from a teacher); DVCLive records curves."""
+"""Fine-tuning with transformers' Trainer (optionally distilled from a teacher); DVCLive records curves.
+
+The same code runs in one process or in several started by ``accelerate launch`` (see
+:func:`relaunch`): the Trainer splits each global batch of ``batch_size`` rows over the processes.
+Training checkpoints every ``checkpoint_steps`` optimizer steps and resumes from the last complete
+checkpoint when it is run again with the same inputs.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 import os
+import re
+import shutil
+import subprocess
+import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +49,38 @@ def _accuracy(eval_pred) -> dict[str, float]:
     return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
 
 
+def world_size() -> int:
+    """Processes of this training run (``WORLD_SIZE``, set by ``accelerate launch``); 1 when run alone."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def relaunch(processes: int, section: str) -> None:
+    """Run this script again under ``accelerate launch`` with ``processes`` processes, then exit.
+
+    Does nothing when one process is asked for or when already launched. Each process runs the same
+    script; on CUDA each takes one GPU (NCCL), without CUDA they train on CPU over gloo.
+    """
+    if processes <= 1 or "LOCAL_RANK" in os.environ:
+        return
+    if torch.cuda.is_available() and torch.cuda.device_count() < processes:
+        raise PrunequantError(
+            f"params.yaml: {section}.processes is {processes} but this machine has "
+            f"{torch.cuda.device_count()} GPU(s); set {section}.processes <= {torch.cuda.device_count()}"
+        )
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--num_cpu_threads_per_process", str(threads), "--quiet", *sys.argv,
+    ]
+    env = os.environ | ({} if torch.cuda.is_available() else {"ACCELERATE_USE_CPU": "true"})
+    raise SystemExit(subprocess.run(command, env=env).returncode)
+
+
 def _live_callback(live_dir: str | os.PathLike):
     """DVCLive's Trainer callback, stepping by optimizer step so curves share one x axis."""
     from dvclive import Live
@@ -49,6 +95,14 @@ def _live_callback(live_dir: str | os.PathLike):
         def setup(self, args, state, model):
             # DVCLive would otherwise record every TrainingArguments field as a param.
             self._initialized = True
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            super().on_train_begin(args, state, control, model=model, **kwargs)
+            # Resumed from a checkpoint: DVC removed the curves with the stage's outputs, and the
+            # checkpoint's log history holds them; write them again so the curves are whole.
+            for logs in state.log_history:
+                self.live.step = logs["step"]
+                DVCLiveCallback.on_log(self, args, state, control, logs={k: v for k, v in logs.items() if k != "step"})
 
     return StepAlignedDVCLiveCallback(live=Live(str(live_dir), dvcyaml=False, save_dvc_exp=False))
 
@@ -106,6 +160,63 @@ class DistillationTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
+COMPLETE = "prunequant-complete"  # written into a checkpoint folder once the Trainer has saved all of it
+
+
+class MarkCompleteCheckpoints(TrainerCallback):
+    """Mark each checkpoint once it is whole, so a run killed while saving never resumes from half of one."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            (Path(args.output_dir) / f"checkpoint-{state.global_step}" / COMPLETE).touch()
+
+
+def _fingerprint(cfg: FinetuneConfig, seed: int, max_seq_length: int, frames, models) -> str:
+    """A digest of everything a training run depends on: a checkpoint is resumed only by the same run."""
+    digest = hashlib.sha256(json.dumps(
+        {"config": type(cfg).__name__, **dataclasses.asdict(cfg), "seed": seed, "max_seq_length": max_seq_length,
+         "world_size": world_size()}, sort_keys=True, default=str).encode())
+    for frame in frames:
+        digest.update(pd.util.hash_pandas_object(frame[["text", "label"]], index=False).to_numpy().tobytes())
+    for model in models:
+        for name, tensor in model.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(re.fullmatch(r"checkpoint-(\d+)", path.name).group(1))
+
+
+def resume_point(checkpoint_dir: Path, fingerprint: str) -> str | None:
+    """The newest complete checkpoint of this very run, or None; stale checkpoints are removed."""
+    stamp = checkpoint_dir / "fingerprint"
+    same_run = stamp.is_file() and stamp.read_text() == fingerprint
+    complete = [p for p in checkpoint_dir.glob("checkpoint-*") if (p / COMPLETE).is_file()] if same_run else []
+    if is_main_process():
+        if not same_run and checkpoint_dir.exists():
+            shutil.rmtree(checkpoint_dir)  # another run's (other params, data or weights): start over
+        for partial in checkpoint_dir.glob("checkpoint-*"):
+            if not (partial / COMPLETE).is_file():
+                shutil.rmtree(partial)  # killed while saving
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(fingerprint)
+    return str(max(complete, key=_checkpoint_step)) if complete else None
+
+
+def checkpoint_dir_for(out_dir: str | os.PathLike) -> Path:
+    """Where the run writing ``out_dir`` keeps its checkpoints: a hidden folder beside it (git-ignored)."""
+    out_dir = Path(out_dir)
+    return out_dir.parent / f".{out_dir.name}.checkpoints"
+
+
+def discard_checkpoints(checkpoint_dir: str | os.PathLike | None) -> None:
+    """Remove a finished run's checkpoints (call once its model is saved)."""
+    if checkpoint_dir is not None and is_main_process():
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
 def finetune(
     model,
     tokenizer,
@@ -118,50 +229,89 @@ def finetune(
     live_dir: str | os.PathLike | None = None,
     teacher=None,
     kept_layers: list[int] | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> dict[str, float]:
     """Fine-tune ``model`` in place on ``train``; return the final validation metrics.
 
     With a ``teacher`` and a :class:`RefinetuneConfig` whose ``distill`` is on, the loss is distilled
     from the teacher; ``kept_layers`` maps the student's layers to the teacher's for hidden states.
+    With a ``checkpoint_dir``, the run saves a checkpoint every ``cfg.checkpoint_steps`` optimizer steps
+    there and resumes from the last complete one left by an interrupted run with the same inputs.
     """
-    with tempfile.TemporaryDirectory(prefix="prunequant-trainer-") as scratch:
-        args = TrainingArguments(
-            output_dir=scratch,
-            num_train_epochs=cfg.epochs,
-            learning_rate=cfg.learning_rate,
-            per_device_train_batch_size=cfg.batch_size,
-            per_device_eval_batch_size=max(cfg.batch_size, 64),
-            weight_decay=cfg.weight_decay,
-            warmup_ratio=cfg.warmup_ratio,
-            logging_steps=cfg.logging_steps,
-            eval_strategy="epoch",
-            save_strategy="no",
-            report_to="none",
-            seed=seed,
-            data_seed=seed,
-            dataloader_num_workers=0,
-            disable_tqdm=False,
+    distill = isinstance(cfg, RefinetuneConfig) and cfg.distill and teacher is not None
+    if cfg.batch_size % world_size():
+        raise PrunequantError(
+            f"params.yaml: {cfg.section}.batch_size ({cfg.batch_size}) must divide evenly over "
+            f"{world_size()} processes; set {cfg.section}.batch_size to a multiple of {world_size()}"
         )
-        callbacks = [StopOnNonFiniteLoss()]
-        if live_dir is not None:
-            Path(live_dir).mkdir(parents=True, exist_ok=True)
-            callbacks.append(_live_callback(live_dir))
-        trainer_class, extra = Trainer, {}
-        if isinstance(cfg, RefinetuneConfig) and cfg.distill and teacher is not None:
-            trainer_class = DistillationTrainer
-            extra = {"teacher": teacher, "distill": cfg, "kept_layers": kept_layers}
-        trainer = trainer_class(
-            **extra,
-            model=model,
-            args=args,
-            train_dataset=tokenize(train, tokenizer, max_seq_length),
-            eval_dataset=tokenize(validation, tokenizer, max_seq_length),
-            processing_class=tokenizer,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=_accuracy,
-            callbacks=callbacks,
-        )
-        trainer.train()
+    resume = None
+    scratch = None
+    if checkpoint_dir is None or not cfg.checkpoint_steps:
+        scratch = tempfile.TemporaryDirectory(prefix="prunequant-trainer-")
+        output_dir = scratch.name
+    else:
+        output_dir = Path(checkpoint_dir)
+        resume = resume_point(
+            output_dir, _fingerprint(cfg, seed, max_seq_length, (train, validation),
+                                     (model, teacher) if distill else (model,)))
+        if resume and is_main_process():
+            print(f"{cfg.section}: resuming from {resume}", flush=True)
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=cfg.epochs,
+        learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.batch_size // world_size(),  # the global batch is cfg.batch_size
+        per_device_eval_batch_size=max(cfg.batch_size, 64),
+        weight_decay=cfg.weight_decay,
+        warmup_ratio=cfg.warmup_ratio,
+        logging_steps=cfg.logging_steps,
+        logging_nan_inf_filter=False,  # a NaN loss must reach StopOnNonFiniteLoss, not be smoothed over
+        eval_strategy="epoch",
+        save_strategy="steps" if scratch is None else "no",
+        save_steps=cfg.checkpoint_steps or 1,
+        save_total_limit=2,  # the newest and the one before, in case the newest is cut short
+        report_to="none",
+        seed=seed,
+        data_seed=seed,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        disable_tqdm=not is_main_process(),
+    )
+    callbacks = [StopOnNonFiniteLoss(), MarkCompleteCheckpoints()]
+    if live_dir is not None and is_main_process():
+        Path(live_dir).mkdir(parents=True, exist_ok=True)
+        callbacks.append(_live_callback(live_dir))
+    trainer_class, extra = Trainer, {}
+    if distill:
+        trainer_class = DistillationTrainer
+        extra = {"teacher": teacher, "distill": cfg, "kept_layers": kept_layers}
+    trainer = trainer_class(
+        **extra,
+        model=model,
+        args=args,
+        train_dataset=tokenize(train, tokenizer, max_seq_length),
+        eval_dataset=tokenize(validation, tokenizer, max_seq_length),
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=_accuracy,
+        callbacks=callbacks,
+    )
+    try:
+        with warnings.catch_warnings():
+            # The Trainer warns at each checkpoint rotation on file systems with coarse mtimes; harmless.
+            warnings.filterwarnings("ignore", message="mtime may not be reliable")
+            trainer.train(resume_from_checkpoint=resume)
+    except PrunequantError:
+        # Close the progress bars first: the one-line error then stands alone on the last line.
+        for callback in trainer.callback_handler.callbacks:
+            for bar in ("prediction_bar", "training_bar"):
+                if getattr(callback, bar, None) is not None:
+                    getattr(callback, bar).close()
+                    setattr(callback, bar, None)
+        raise
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
     # The evaluation after the last epoch; evaluating again would log past DVCLive's end().
     last_eval = [log for log in trainer.state.log_history if "eval_accuracy" in log][-1]
     return {key.removeprefix("eval_"): float(value) for key, value in last_eval.items()}
