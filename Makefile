@@ -11,7 +11,7 @@ endif
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro compare-strategies bench-cpu bench-gpu bench-gpu-shapes test metrics plots \
+.PHONY: help setup repro finetune compare-strategies bench-cpu bench-gpu bench-gpu-shapes test metrics plots \
 	docker-build docker-repro docker-bench-gpu docker-test exp push pull
 
 help: ## List the targets
@@ -31,8 +31,13 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip check
 	touch $@
 
-repro: setup ## Run the pipeline on params.yaml (dvc repro)
-	dvc repro
+# NPROC=<n>: train with n processes (`accelerate launch`, one per GPU; gloo on CPU) by setting
+# finetune.processes / refinetune.processes for this run (dvc exp run -S ..., kept in params.yaml).
+repro: setup ## Run the pipeline on params.yaml (dvc repro); NPROC=4 trains with 4 processes
+	$(if $(NPROC),dvc exp run -S finetune.processes=$(NPROC) -S refinetune.processes=$(NPROC),dvc repro)
+
+finetune: setup ## Fine-tune the baseline only (dvc repro finetune); NPROC=4 trains with 4 processes
+	$(if $(NPROC),dvc exp run finetune -S finetune.processes=$(NPROC),dvc repro finetune)
 
 compare-strategies: setup ## Every pruning strategy, with and without distillation -> metrics/strategies.csv
 	dvc repro strategies/dvc.yaml

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -25,6 +28,28 @@ def tiny_frame(rows_per_label: int = 40) -> pd.DataFrame:
             word = words[i % len(words)]
             rows.append({"text": f"the {FILLER[i % len(FILLER)]} was {word}", "label": label})
     return pd.DataFrame(rows)
+
+
+REPO = Path(__file__).resolve().parents[1]
+STAGE_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PRUNEQUANT_DEBUG": "0"}
+
+
+def run_stage_in(workspace: Path, name: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run stages/<name>.py as DVC would, from ``workspace`` (its params.yaml unless --params is given)."""
+    return subprocess.run([sys.executable, str(REPO / "stages" / f"{name}.py"), *args], cwd=workspace,
+                          capture_output=True, text=True, env=STAGE_ENV, timeout=600, **kwargs)
+
+
+def make_workspace(root: Path, model_dir: Path, params: dict) -> Path:
+    """A folder to run stages in: the model as ./tiny, 80 sentences as ./data.csv, the given params.yaml."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(model_dir, root / "tiny")
+    tiny_frame(40).to_csv(root / "data.csv", index=False)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
 
 
 @pytest.fixture

@@ -12,8 +12,6 @@ import re
 import resource
 import shutil
 import signal
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -22,9 +20,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import tiny_frame
+from .conftest import make_workspace, run_stage_in, tiny_frame
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.bad_input
 
 GOOD = {
@@ -37,12 +34,10 @@ GOOD = {
     "quantize": {"schemes": ["int8-dynamic", "fp16"]},
 }
 PROGRESS = re.compile(r"^\s*(Map:\s*)?\d+%\|.*\|")  # a tqdm bar
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PRUNEQUANT_DEBUG": "0"}
 
 
 def stage(workspace: Path, name: str, *args: str, preexec: Callable | None = None):
-    return subprocess.run([sys.executable, str(REPO / "stages" / f"{name}.py"), *args], cwd=workspace,
-                          capture_output=True, text=True, env=ENV, preexec_fn=preexec, timeout=600)
+    return run_stage_in(workspace, name, *args, preexec_fn=preexec)
 
 
 def snapshot(workspace: Path) -> dict[str, str]:
@@ -54,10 +49,7 @@ def snapshot(workspace: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def workspace(tiny_model_dir, tmp_path_factory):
     """prepare, finetune, evaluate and sensitivity already run on a 2-layer model and 80 sentences."""
-    root = tmp_path_factory.mktemp("workspace")
-    shutil.copytree(tiny_model_dir, root / "tiny")
-    tiny_frame(40).to_csv(root / "data.csv", index=False)
-    (root / "params.yaml").write_text(yaml.safe_dump(GOOD))
+    root = make_workspace(tmp_path_factory.mktemp("workspace"), tiny_model_dir, GOOD)
     for args in (
         ("prepare", "--out", "data/prepared", "--metrics", "metrics/prepare.json"),
         ("finetune", "--data", "data/prepared", "--out", "models/baseline", "--live", "metrics/finetune"),

@@ -65,3 +65,36 @@ def test_hidden_state_matching_needs_a_pruned_model(tiny_model_dir):
     with pytest.raises(PrunequantError, match="refinetune.hidden_weight > 0 needs a model pruned by prunequant"):
         finetune(model, load_tokenizer(str(tiny_model_dir)), tiny_frame(4), tiny_frame(4), cfg,
                  seed=0, max_seq_length=16, teacher=model)
+
+
+def test_relaunch_needs_a_gpu_per_process_on_cuda(monkeypatch):
+    from prunequant import training
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setattr(training.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(training.torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(PrunequantError, match=r"finetune.processes is 4 but this machine has 2 GPU\(s\)"):
+        training.relaunch(4, "finetune")
+    training.relaunch(1, "finetune")  # one process: runs here, no launcher
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    training.relaunch(4, "finetune")  # already launched: runs here
+
+
+def test_relaunch_command(monkeypatch):
+    """Two processes on CPU: `accelerate launch --multi_gpu` with gloo (ACCELERATE_USE_CPU), the same argv."""
+    from prunequant import training
+
+    calls = []
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setattr(training.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(training.sys, "argv", ["stages/finetune.py", "--out", "m"])
+    monkeypatch.setattr(training.subprocess, "run",
+                        lambda command, env: calls.append((command, env)) or type("R", (), {"returncode": 0})())
+    with pytest.raises(SystemExit) as exit_info:
+        training.relaunch(2, "finetune")
+    assert exit_info.value.code == 0
+    command, env = calls[0]
+    assert command[1:4] == ["-m", "accelerate.commands.launch", "--multi_gpu"]
+    assert command[command.index("--num_processes") + 1] == "2"
+    assert command[-3:] == ["stages/finetune.py", "--out", "m"]
+    assert env["ACCELERATE_USE_CPU"] == "true"
