@@ -54,7 +54,7 @@ bench-gpu-shapes: setup ## bert-base/large shapes (bench.shapes) with random wei
 	dvc repro prepare
 	python stages/bench.py --device cuda --weights random --name gpu-shapes --summary reports/bench-gpu-shapes.md
 
-test: setup ## Run the whole test suite (about 7 minutes on 2 cores)
+test: setup ## Run the whole test suite (about 10 minutes on 2 cores)
 	python -m pytest
 
 metrics: setup ## Show the tracked metrics (dvc metrics show)

@@ -44,9 +44,12 @@ def finetune(workspace: Path, out: str, params: str = "params.yaml") -> dict:
     return json.loads((workspace / f"{out}-live" / "metrics.json").read_text())
 
 
-def kill_after_checkpoint(workspace: Path, out: str, step: int, sig: signal.Signals) -> None:
-    """Start the stage, wait until checkpoint `step` is complete, then send `sig`."""
-    process = subprocess.Popen(finetune_command(out), cwd=workspace, env=ENV,
+def kill_after_checkpoint(workspace: Path, out: str, step: int, sig: signal.Signals,
+                          params: str = "params.yaml") -> list:
+    """Start the stage, wait until checkpoint `step` is complete, then send `sig`; return its child processes."""
+    import psutil
+
+    process = subprocess.Popen(finetune_command(out, params), cwd=workspace, env=ENV,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     marker = workspace / f".{out}.checkpoints" / f"checkpoint-{step}" / "prunequant-complete"
     deadline = time.monotonic() + 300
@@ -54,9 +57,11 @@ def kill_after_checkpoint(workspace: Path, out: str, step: int, sig: signal.Sign
         assert process.poll() is None, "the run ended before its checkpoint"
         assert time.monotonic() < deadline
         time.sleep(0.01)
+    children = psutil.Process(process.pid).children(recursive=True)
     process.send_signal(sig)
     assert process.wait() == -sig, "the run finished before it was killed"
     assert not (workspace / out).exists()  # nothing that looks like a finished model
+    return children
 
 
 def test_same_params_and_seed_give_identical_metrics(workspace):
@@ -110,3 +115,21 @@ def test_two_processes_match_one(workspace):
     assert two["eval"]["loss"] == pytest.approx(one["eval"]["loss"], abs=0.02)
     assert two["train"]["loss"] == pytest.approx(one["train"]["loss"], abs=0.02)
     assert sorted(p.name for p in (workspace / "two").iterdir()) == sorted(p.name for p in (workspace / "one").iterdir())
+
+
+def test_a_killed_two_process_run_leaves_no_worker_behind_and_resumes(workspace):
+    """SIGKILL reaches only the launcher; its workers must not train on as orphans."""
+    import psutil
+
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["finetune"]["processes"] = 2
+    (workspace / "ddp.yaml").write_text(yaml.safe_dump(params))
+    workers = kill_after_checkpoint(workspace, "ddp", 40, signal.SIGKILL, "ddp.yaml")
+    assert len(workers) >= 2
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive
+    result = subprocess.run(finetune_command("ddp", "ddp.yaml"), cwd=workspace, env=ENV, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    assert "finetune: resuming from .ddp.checkpoints/checkpoint-40" in result.stdout
+    assert json.loads((workspace / "ddp-live" / "metrics.json").read_text())["step"] == 300

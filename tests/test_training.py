@@ -77,22 +77,20 @@ def test_relaunch_needs_a_gpu_per_process_on_cuda(monkeypatch):
         training.relaunch(4, "finetune")
     training.relaunch(1, "finetune")  # one process: runs here, no launcher
     monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setattr(training, "_die_with_launcher", lambda: None)
     training.relaunch(4, "finetune")  # already launched: runs here
 
 
 def test_relaunch_command(monkeypatch):
-    """Two processes on CPU: `accelerate launch --multi_gpu` with gloo (ACCELERATE_USE_CPU), the same argv."""
+    """Two processes on CPU: the stage becomes `accelerate launch --multi_gpu` (exec) with gloo, the same argv."""
     from prunequant import training
 
     calls = []
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     monkeypatch.setattr(training.torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(training.sys, "argv", ["stages/finetune.py", "--out", "m"])
-    monkeypatch.setattr(training.subprocess, "run",
-                        lambda command, env: calls.append((command, env)) or type("R", (), {"returncode": 0})())
-    with pytest.raises(SystemExit) as exit_info:
-        training.relaunch(2, "finetune")
-    assert exit_info.value.code == 0
+    monkeypatch.setattr(training.os, "execve", lambda path, command, env: calls.append((command, env)))
+    training.relaunch(2, "finetune")
     command, env = calls[0]
     assert command[1:4] == ["-m", "accelerate.commands.launch", "--multi_gpu"]
     assert command[command.index("--num_processes") + 1] == "2"

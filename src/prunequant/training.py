@@ -15,7 +15,6 @@ import math
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -64,7 +63,10 @@ def relaunch(processes: int, section: str) -> None:
     Does nothing when one process is asked for or when already launched. Each process runs the same
     script; on CUDA each takes one GPU (NCCL), without CUDA they train on CPU over gloo.
     """
-    if processes <= 1 or "LOCAL_RANK" in os.environ:
+    if processes <= 1:
+        return
+    if "LOCAL_RANK" in os.environ:
+        _die_with_launcher()
         return
     if torch.cuda.is_available() and torch.cuda.device_count() < processes:
         raise PrunequantError(
@@ -78,7 +80,22 @@ def relaunch(processes: int, section: str) -> None:
         "--num_cpu_threads_per_process", str(threads), "--quiet", *sys.argv,
     ]
     env = os.environ | ({} if torch.cuda.is_available() else {"ACCELERATE_USE_CPU": "true"})
-    raise SystemExit(subprocess.run(command, env=env).returncode)
+    sys.stdout.flush()
+    # The launcher takes this process's place: the process DVC waits on and a user signals is the one that
+    # supervises the workers (torchrun stops them on SIGTERM; they die with it on SIGKILL).
+    os.execve(sys.executable, command, env)
+
+
+def _die_with_launcher() -> None:
+    """A worker gets SIGKILL when its launcher dies (Linux), so a killed stage leaves no orphan training."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the launcher died before prctl took effect
+        os._exit(1)
 
 
 def _live_callback(live_dir: str | os.PathLike):
@@ -189,20 +206,41 @@ def _checkpoint_step(path: Path) -> int:
     return int(re.fullmatch(r"checkpoint-(\d+)", path.name).group(1))
 
 
-def resume_point(checkpoint_dir: Path, fingerprint: str) -> str | None:
-    """The newest complete checkpoint of this very run, or None; stale checkpoints are removed."""
+def _clear_other_runs(checkpoint_dir: Path, fingerprint: str) -> None:
+    """Keep only this very run's complete checkpoints (run by the main process alone)."""
     stamp = checkpoint_dir / "fingerprint"
-    same_run = stamp.is_file() and stamp.read_text() == fingerprint
-    complete = [p for p in checkpoint_dir.glob("checkpoint-*") if (p / COMPLETE).is_file()] if same_run else []
+    if checkpoint_dir.exists() and not (stamp.is_file() and stamp.read_text() == fingerprint):
+        shutil.rmtree(checkpoint_dir)  # another run's (other params, data or weights): start over
+    for partial in checkpoint_dir.glob("checkpoint-*"):
+        if not (partial / COMPLETE).is_file():
+            shutil.rmtree(partial)  # killed while saving
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint)
+
+
+def resume_point(checkpoint_dir: Path, fingerprint: str) -> str | None:
+    """The newest complete checkpoint of this very run, or None; stale checkpoints are removed first.
+
+    Call it after the process group exists (TrainingArguments creates it): every process waits until
+    the main one has cleared the folder, so all of them resume from the same checkpoint.
+    """
+    from accelerate import PartialState
+
     if is_main_process():
-        if not same_run and checkpoint_dir.exists():
-            shutil.rmtree(checkpoint_dir)  # another run's (other params, data or weights): start over
-        for partial in checkpoint_dir.glob("checkpoint-*"):
-            if not (partial / COMPLETE).is_file():
-                shutil.rmtree(partial)  # killed while saving
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(fingerprint)
+        _clear_other_runs(checkpoint_dir, fingerprint)
+    PartialState().wait_for_everyone()
+    complete = [p for p in checkpoint_dir.glob("checkpoint-*") if (p / COMPLETE).is_file()]
     return str(max(complete, key=_checkpoint_step)) if complete else None
+
+
+def _load_cpu_n_as_cpu() -> None:
+    """Let torch.load map 'cpu:<rank>' to the CPU: the Trainer resumes a multi-process CPU (gloo) run with
+    map_location=args.device, which is 'cpu:<rank>' there, and torch knows no such location."""
+    if getattr(_load_cpu_n_as_cpu, "done", False):
+        return
+    torch.serialization.register_package(
+        11, lambda obj: None, lambda obj, location: obj if str(location).startswith("cpu:") else None)
+    _load_cpu_n_as_cpu.done = True
 
 
 def checkpoint_dir_for(out_dir: str | os.PathLike) -> Path:
@@ -244,18 +282,12 @@ def finetune(
             f"params.yaml: {cfg.section}.batch_size ({cfg.batch_size}) must divide evenly over "
             f"{world_size()} processes; set {cfg.section}.batch_size to a multiple of {world_size()}"
         )
-    resume = None
     scratch = None
     if checkpoint_dir is None or not cfg.checkpoint_steps:
         scratch = tempfile.TemporaryDirectory(prefix="prunequant-trainer-")
         output_dir = scratch.name
     else:
         output_dir = Path(checkpoint_dir)
-        resume = resume_point(
-            output_dir, _fingerprint(cfg, seed, max_seq_length, (train, validation),
-                                     (model, teacher) if distill else (model,)))
-        if resume and is_main_process():
-            print(f"{cfg.section}: resuming from {resume}", flush=True)
     args = TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=cfg.epochs,
@@ -277,6 +309,15 @@ def finetune(
         dataloader_num_workers=0,
         disable_tqdm=not is_main_process(),
     )
+    resume = None
+    if scratch is None and world_size() > 1 and not torch.cuda.is_available():
+        _load_cpu_n_as_cpu()
+    if scratch is None:
+        fingerprint = _fingerprint(cfg, seed, max_seq_length, (train, validation),
+                                   (model, teacher) if distill else (model,))
+        resume = resume_point(output_dir, fingerprint)
+        if resume and is_main_process():
+            print(f"{cfg.section}: resuming from {resume}", flush=True)
     callbacks = [StopOnNonFiniteLoss(), MarkCompleteCheckpoints()]
     if live_dir is not None and is_main_process():
         Path(live_dir).mkdir(parents=True, exist_ok=True)
