@@ -11,7 +11,7 @@ endif
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro finetune compare-strategies bench-cpu bench-gpu bench-gpu-shapes test metrics plots \
+.PHONY: help setup check repro finetune compare-strategies bench-cpu bench-gpu bench-gpu-shapes test metrics plots \
 	docker-build docker-repro docker-bench-gpu docker-test exp push pull
 
 help: ## List the targets
@@ -31,15 +31,18 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip check
 	touch $@
 
+check: setup ## Validate every section of params.yaml (python -m prunequant.check); repro runs it first
+	python -m prunequant.check
+
 # NPROC=<n>: train with n processes (`accelerate launch`, one per GPU; gloo on CPU) by setting
 # finetune.processes / refinetune.processes for this run (dvc exp run -S ..., kept in params.yaml).
-repro: setup ## Run the pipeline on params.yaml (dvc repro); NPROC=4 trains with 4 processes
+repro: setup check ## Run the pipeline on params.yaml (dvc repro); NPROC=4 trains with 4 processes
 	$(if $(NPROC),dvc exp run -S finetune.processes=$(NPROC) -S refinetune.processes=$(NPROC),dvc repro)
 
-finetune: setup ## Fine-tune the baseline only (dvc repro finetune); NPROC=4 trains with 4 processes
+finetune: setup check ## Fine-tune the baseline only (dvc repro finetune); NPROC=4 trains with 4 processes
 	$(if $(NPROC),dvc exp run finetune -S finetune.processes=$(NPROC),dvc repro finetune)
 
-compare-strategies: setup ## Every pruning strategy, with and without distillation -> metrics/strategies.csv
+compare-strategies: setup check ## Every pruning strategy, with and without distillation -> metrics/strategies.csv
 	dvc repro strategies/dvc.yaml
 
 bench-cpu: setup ## Time every CPU variant (builds what is missing) -> metrics/bench/cpu.csv, reports/bench-cpu.md
@@ -67,7 +70,7 @@ plots: setup ## Render the DVC plots to dvc_plots/index.html (Vega loads from a 
 PROFILE ?= bert-base-sst2
 REMOTE ?=
 
-exp: setup ## Run a params preset as a DVC experiment: make exp PROFILE=bert-base-sst2 (profiles/*.yaml)
+exp: setup check ## Run a params preset as a DVC experiment: make exp PROFILE=bert-base-sst2 (profiles/*.yaml)
 	args="$$(python -m prunequant.profiles $(PROFILE))" && eval dvc exp run $$args
 
 push: setup ## Push data, models and artifacts to the DVC remote (REMOTE=<name>, default: the default remote)

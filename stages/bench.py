@@ -5,20 +5,20 @@ from pathlib import Path
 import click
 
 from prunequant.bench import (
-    COLUMNS,
-    machine_info,
+    BENCH_WEIGHTS,
+    BenchConfig,
     make_jobs,
     random_targets,
-    rows_frame,
-    run_jobs,
-    summary_table,
     trained_targets,
-    usable_cores,
 )
-from prunequant.config import BENCH_WEIGHTS, load_params
-from prunequant.data import load_split
+from prunequant.bench_table import COLUMNS, rows_frame, summary_table
+from prunequant.bench_worker import machine_info, run_jobs, usable_cores
 from prunequant.errors import StageCommand
 from prunequant.io import write_json, write_text
+from prunequant.params import BaseConfig, load
+from prunequant.pruning import PruneConfig
+from prunequant.quantization import QuantizeConfig
+from prunequant.splits import load_split
 
 
 @click.command(cls=StageCommand)
@@ -39,7 +39,7 @@ def main(device: str, data_dir: Path, models_dir: Path, out_dir: Path, name: str
     """Write one row per (variant, runtime, batch size, sequence length) and print the summary table."""
     import torch
 
-    params = load_params(params_path)
+    params = load(params_path, base=BaseConfig, prune=PruneConfig, quantize=QuantizeConfig, bench=BenchConfig)
     name = name or ("gpu" if device == "cuda" else "cpu")
     csv = out_dir / f"{name}.csv"
     if device == "cuda" and not torch.cuda.is_available():

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import click
 
-from prunequant.config import load_params
 from prunequant.errors import StageCommand
-from prunequant.evaluation import save_predictions, score_splits
-from prunequant.io import write_json
-from prunequant.modeling import deployable_size_mb, load_classifier, load_tokenizer, num_layers
+from prunequant.evaluation import EvaluateConfig, save_predictions, score_splits
+from prunequant.io import model_size_mb, write_json
+from prunequant.modeling import load_classifier, load_tokenizer, num_layers
+from prunequant.params import BaseConfig, load
 
 
 @click.command(cls=StageCommand)
@@ -25,7 +25,7 @@ def main(
     params_path: str,
 ) -> None:
     """Write accuracy with confidence intervals to <metrics> and predictions to <predictions>/<split>.parquet."""
-    params = load_params(params_path)
+    params = load(params_path, base=BaseConfig, evaluate=EvaluateConfig)
     model = load_classifier(str(model_dir))
     tokenizer = load_tokenizer(str(model_dir))
     result = {
@@ -34,7 +34,7 @@ def main(
         "layers": num_layers(model),
         "precision": "fp32",
         "device": "cpu",
-        "size_mb": round(deployable_size_mb(model_dir), 3),
+        "size_mb": round(model_size_mb(model_dir), 3),
         "status": "ok",
     }
     if reference is not None:

@@ -4,10 +4,23 @@ from pathlib import Path
 
 import click
 
-from prunequant.config import load_params
-from prunequant.data import load_label_names, load_split
 from prunequant.errors import StageCommand
-from prunequant.modeling import check_max_seq_length, load_classifier, load_tokenizer, save_classifier
+from prunequant.launch import relaunch
+from prunequant.modeling import (
+    check_max_seq_length,
+    load_classifier,
+    load_tokenizer,
+    save_classifier,
+)
+from prunequant.params import BaseConfig, load
+from prunequant.splits import load_label_names, load_split
+from prunequant.training import (
+    FinetuneConfig,
+    checkpoint_dir_for,
+    discard_checkpoints,
+    finetune,
+    is_main_process,
+)
 
 
 @click.command(cls=StageCommand)
@@ -17,12 +30,10 @@ from prunequant.modeling import check_max_seq_length, load_classifier, load_toke
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
 def main(data_dir: Path, out_dir: Path, live_dir: Path, params_path: str) -> None:
     """Write a save_pretrained folder (safetensors + tokenizer) to <out>."""
-    params = load_params(params_path)
+    params = load(params_path, base=BaseConfig, finetune=FinetuneConfig)
     train, validation = load_split(data_dir, "train"), load_split(data_dir, "validation")
 
     from transformers import set_seed
-
-    from prunequant.training import checkpoint_dir_for, discard_checkpoints, finetune, is_main_process, relaunch
 
     relaunch(params.finetune.processes, "finetune")  # finetune.processes > 1: `accelerate launch` runs this again
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from prunequant.accelerator import probe
 from prunequant.errors import StageCommand
 from prunequant.io import write_json
 
@@ -12,12 +13,9 @@ from prunequant.io import write_json
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="JSON file to write.")
 def main(out: Path) -> None:
     """Write {"cuda": bool, "gpu": name or null} to <out> (rewritten only when it changes)."""
-    import torch
-
-    cuda = torch.cuda.is_available()
-    machine = {"cuda": cuda, "gpu": torch.cuda.get_device_name(0) if cuda else None}
+    machine = probe()
     write_json(out, machine)
-    click.echo(f"machine: {'CUDA, ' + machine['gpu'] if cuda else 'no CUDA device: GPU schemes report n/a'}")
+    click.echo(f"machine: {'CUDA, ' + machine['gpu'] if machine['cuda'] else 'no CUDA device: GPU schemes report n/a'}")
 
 
 if __name__ == "__main__":

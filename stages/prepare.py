@@ -4,10 +4,11 @@ from pathlib import Path
 
 import click
 
-from prunequant.config import load_params
-from prunequant.data import label_names_of, load_raw_splits, make_splits, save_splits
+from prunequant.data import PrepareConfig, label_names_of, load_raw_splits, make_splits
 from prunequant.errors import StageCommand
 from prunequant.io import write_json
+from prunequant.params import BaseConfig, load
+from prunequant.splits import save_splits
 
 
 @click.command(cls=StageCommand)
@@ -16,7 +17,7 @@ from prunequant.io import write_json
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
 def main(out_dir: Path, metrics: Path, params_path: str) -> None:
     """Write <out>/{train,validation,test}.parquet (idx, text, label) and <out>/info.json."""
-    params = load_params(params_path)
+    params = load(params_path, base=BaseConfig, prepare=PrepareConfig)
     raw, source = load_raw_splits(params.base.data)
     splits = make_splits(raw, source, params.prepare, params.base.seed)
     summary = save_splits(splits, label_names_of(source), out_dir)

@@ -6,11 +6,17 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from prunequant.config import PRUNE_STRATEGIES, load_params
 from prunequant.errors import PrunequantError, StageCommand
 from prunequant.modeling import load_classifier, load_tokenizer, save_classifier
-from prunequant.pruning import drop_layers, layer_count, layers_to_drop
-from prunequant.sensitivity import importance_order
+from prunequant.params import load
+from prunequant.pruning import (
+    PRUNE_STRATEGIES,
+    PruneConfig,
+    drop_layers,
+    importance_order,
+    layer_count,
+    layers_to_drop,
+)
 
 
 @click.command(cls=StageCommand)
@@ -25,7 +31,7 @@ from prunequant.sensitivity import importance_order
 def main(model_dir: Path, sensitivity_csv: Path, keep_layers: int, strategy: str | None, out_dir: Path,
          params_path: str) -> None:
     """Write a save_pretrained folder with <keep-layers> layers (config.pruned_from_layers says which)."""
-    cfg = load_params(params_path).prune
+    cfg = load(params_path, prune=PruneConfig).prune
     if strategy is not None and strategy != cfg.strategy:
         cfg = dataclasses.replace(cfg, strategy=strategy, drop_layers=cfg.drop_layers if strategy == "explicit" else ())
     model, tokenizer = load_classifier(str(model_dir)), load_tokenizer(str(model_dir))

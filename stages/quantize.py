@@ -4,28 +4,35 @@ from pathlib import Path
 
 import click
 
-from prunequant.config import load_params
-from prunequant.data import SCORED_SPLITS, load_split
 from prunequant.errors import PrunequantError, StageCommand
-from prunequant.evaluation import load_predictions, paired_test, save_predictions, score_splits
-from prunequant.io import atomic_dir, write_json, write_text
+from prunequant.evaluation import (
+    EvaluateConfig,
+    load_predictions,
+    paired_test,
+    save_predictions,
+    score_splits,
+)
+from prunequant.io import atomic_dir, model_size_mb, write_json, write_text
 from prunequant.modelcard import model_card
-from prunequant.modeling import deployable_size_mb, num_layers
+from prunequant.modeling import num_layers
+from prunequant.params import BaseConfig, load
 from prunequant.quantization import (
-    SCHEMES,
+    SCHEME_FAMILY,
     BuildContext,
-    artifact_size_mb,
+    QuantizeConfig,
+    get_scheme,
     load_artifact,
     not_available_reason,
     write_manifest,
 )
+from prunequant.splits import SCORED_SPLITS, load_split
 
 
 @click.command(cls=StageCommand)
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, help="Prepared data folder.")
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="FP32 model folder.")
 @click.option("--variant", required=True, help="Name of the source model in results (e.g. pruned-4).")
-@click.option("--scheme", "scheme_name", type=click.Choice(list(SCHEMES)), required=True,
+@click.option("--scheme", "scheme_name", type=click.Choice(list(SCHEME_FAMILY)), required=True,
               help="A scheme of the registry (e.g. onnx-int8-dynamic).")
 @click.option("--reference", type=click.Path(path_type=Path), required=True,
               help="Predictions folder of the FP32 source (paired McNemar test).")
@@ -38,8 +45,8 @@ from prunequant.quantization import (
 def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, reference: Path, baseline: Path | None,
          out_dir: Path, metrics: Path, predictions: Path, params_path: str) -> None:
     """Write the artifact to <out>, its accuracy to <metrics> and its predictions to <predictions>."""
-    params = load_params(params_path)
-    scheme = SCHEMES[scheme_name]
+    params = load(params_path, base=BaseConfig, evaluate=EvaluateConfig, quantize=QuantizeConfig)
+    scheme = get_scheme(scheme_name)  # imports this scheme's family, and no other
     settings = params.quantize.scheme_settings(scheme_name)
     # Inputs are checked before any build: a missing one fails in one line, and fast.
     if not (model_dir / "config.json").is_file():
@@ -68,7 +75,7 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
             scheme.build(model_dir, tmp, settings, context)
             write_manifest(tmp, scheme, settings, str(model_dir), "ok")
             model, tokenizer, _ = load_artifact(tmp)  # scored as a user loads it: from the folder alone
-            result |= {"layers": num_layers(model), "size_mb": round(artifact_size_mb(tmp), 3), "status": "ok"}
+            result |= {"layers": num_layers(model), "size_mb": round(model_size_mb(tmp), 3), "status": "ok"}
             scores, frames = score_splits(
                 model, tokenizer, data_dir, batch_size=params.evaluate.batch_size,
                 max_seq_length=params.base.max_seq_length, confidence_level=params.evaluate.confidence_level,
@@ -78,7 +85,7 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
                 scores[split]["vs_baseline"] = paired_test(frame, frames[split])
             result |= scores
         write_text(tmp / "README.md", model_card(
-            scheme, settings, result, source=str(model_dir), source_size_mb=deployable_size_mb(model_dir),
+            scheme, settings, result, source=str(model_dir), source_size_mb=model_size_mb(model_dir),
             data=params.base.data, folder=str(out_dir),
         ))
     save_predictions(frames, predictions)

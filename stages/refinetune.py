@@ -5,10 +5,18 @@ from pathlib import Path
 
 import click
 
-from prunequant.config import load_params
-from prunequant.data import load_split
 from prunequant.errors import StageCommand
+from prunequant.launch import relaunch
 from prunequant.modeling import load_classifier, load_tokenizer, save_classifier
+from prunequant.params import BaseConfig, load
+from prunequant.splits import load_split
+from prunequant.training import (
+    RefinetuneConfig,
+    checkpoint_dir_for,
+    discard_checkpoints,
+    finetune,
+    is_main_process,
+)
 
 
 @click.command(cls=StageCommand)
@@ -24,15 +32,13 @@ from prunequant.modeling import load_classifier, load_tokenizer, save_classifier
 def main(data_dir: Path, model_dir: Path, teacher_dir: Path, out_dir: Path, live_dir: Path, distill: bool | None,
          params_path: str) -> None:
     """Write the re-finetuned save_pretrained folder to <out>."""
-    params = load_params(params_path)
+    params = load(params_path, base=BaseConfig, refinetune=RefinetuneConfig)
     cfg = params.refinetune
     if distill is not None:
         cfg = dataclasses.replace(cfg, distill=distill)
     train, validation = load_split(data_dir, "train"), load_split(data_dir, "validation")
 
     from transformers import set_seed
-
-    from prunequant.training import checkpoint_dir_for, discard_checkpoints, finetune, is_main_process, relaunch
 
     relaunch(cfg.processes, "refinetune")  # refinetune.processes > 1: `accelerate launch` runs this again
 

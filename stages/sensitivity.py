@@ -4,13 +4,13 @@ from pathlib import Path
 
 import click
 
-from prunequant.config import load_params
-from prunequant.data import load_split
 from prunequant.errors import StageCommand
-from prunequant.evaluation import predict_logits
+from prunequant.evaluation import EvaluateConfig, predict_logits
 from prunequant.io import write_text
 from prunequant.modeling import load_classifier, load_tokenizer
-from prunequant.sensitivity import METHODS, plot_sensitivity
+from prunequant.params import BaseConfig, load
+from prunequant.sensitivity import METHODS, SensitivityConfig, plot_sensitivity
+from prunequant.splits import load_split
 
 
 @click.command(cls=StageCommand)
@@ -21,7 +21,7 @@ from prunequant.sensitivity import METHODS, plot_sensitivity
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
 def main(data_dir: Path, model_dir: Path, csv_path: Path, png_path: Path, params_path: str) -> None:
     """Write <csv> (layer, accuracy, accuracy_drop, ci_low, ci_high, removal_order) and a bar chart."""
-    params = load_params(params_path)
+    params = load(params_path, base=BaseConfig, evaluate=EvaluateConfig, sensitivity=SensitivityConfig)
     validation = load_split(data_dir, "validation")
     model, tokenizer = load_classifier(str(model_dir)), load_tokenizer(str(model_dir))
     texts, labels = validation["text"].tolist(), validation["label"].to_numpy()

@@ -97,3 +97,10 @@ def small_model_dir(tmp_path_factory):
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def by_family(*names: str) -> dict[str, list[str]]:
+    """``quantize.schemes`` listing just ``names``, each under its family (every family present)."""
+    from prunequant.quantization import FAMILIES, SCHEME_FAMILY
+
+    return {family: [n for n in names if SCHEME_FAMILY[n] == family] for family in FAMILIES}

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import make_workspace, run_stage_in, tiny_frame
+from .conftest import by_family, make_workspace, run_stage_in, tiny_frame
 
 pytestmark = pytest.mark.bad_input
 
@@ -31,7 +31,7 @@ GOOD = {
                  "checkpoint_steps": 0},
     "refinetune": {"epochs": 1, "batch_size": 8},
     "prune": {"keep_layers": [1]},
-    "quantize": {"schemes": ["int8-dynamic", "fp16"]},
+    "quantize": {"schemes": by_family("int8-dynamic", "fp16")},
 }
 PROGRESS = re.compile(r"^\s*(Map:\s*)?\d+%\|.*\|")  # a tqdm bar
 
@@ -158,7 +158,7 @@ CASES = {
     "misspelled-scheme-setting": Case(
         "quantize", (*QUANTIZE, "--scheme", "onnx-int8-static"),
         "unknown key 'quantize.settings.onnx-int8-static.calibration_sampels' (did you mean 'calibration_samples'?)",
-        {"quantize": {"schemes": ["onnx-int8-static"], "settings": {"onnx-int8-static": {"calibration_sampels": 64}}}},
+        {"quantize": {"schemes": by_family("onnx-int8-static"), "settings": {"onnx-int8-static": {"calibration_sampels": 64}}}},
         outputs=("artifact", "m.json")),
     "not-yaml": Case("prepare", PREPARE, "params.yaml: not valid YAML at line 3; fix the syntax", "base:\n  seed: [1\n", outputs=("prepared",)),
     "wrong-type": Case("finetune", FINETUNE, "finetune.batch_size must be of type int, got 'eight'",
@@ -181,7 +181,7 @@ CASES = {
                   "--out", "{case}/pruned"), "prune.strategy is 'sensitivty' (did you mean 'sensitivity'?)",
         {"prune": {"strategy": "sensitivty"}}, outputs=("pruned",)),
     "unknown-scheme": Case("quantize", (*QUANTIZE, "--scheme", "int8-dynamic"),
-                           "quantize.schemes[0]", {"quantize": {"schemes": ["int8-dinamic"]}},
+                           "quantize.schemes.torch[0]", {"quantize": {"schemes": {**by_family(), "torch": ["int8-dinamic"]}}},
                            outputs=("artifact",)),
     "unknown-data-set": Case("prepare", PREPARE, "unknown data set 'rotten_tomatos' (did you mean 'rotten_tomatoes'?)",
                              {"base": {"data": "rotten_tomatos"}}, outputs=("prepared",)),

@@ -12,10 +12,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from prunequant import bench
-from prunequant.config import BenchConfig, load_params, params_from_dict
+from prunequant import bench, bench_table, bench_worker, timing
+from prunequant.bench import BenchConfig
+from prunequant.check import load_params, params_from_dict
 from prunequant.errors import PrunequantError
-from prunequant.quantization import SCHEMES, write_manifest
+from prunequant.quantization import write_manifest
+from prunequant.quantization.every import every_scheme
+
+from .conftest import by_family
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,7 +45,7 @@ def _keep_torch_threads():
 def tiny_params(**bench_overrides):
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["prune"]["keep_layers"] = [1]
-    raw["quantize"]["schemes"] = ["int8-dynamic", "onnx-int8-dynamic", "fp16", "bnb-nf4", "int8-qat"]
+    raw["quantize"]["schemes"] = by_family("int8-dynamic", "onnx-int8-dynamic", "fp16", "bnb-nf4", "int8-qat")
     raw["bench"].update({"warmup": 1, "runs": 4, "min_runs": 2, "max_seconds": 0.05, "batch_sizes": [1, 2],
                          "seq_lengths": [8, 16], "batch_seq_length": 16, "shapes": ["bert-tiny", "bert-tiny:1"]})
     raw["bench"].update(bench_overrides)
@@ -83,21 +87,21 @@ def test_bad_bench_params_are_one_line_errors(bench_section, message):
 def test_percentile_matches_numpy():
     values = [5.0, 1.0, 3.0, 2.0, 8.0, 13.0, 21.0]
     for q in (0, 50, 90, 99, 100):
-        assert bench.percentile(values, q) == pytest.approx(np.percentile(values, q))
+        assert timing.percentile(values, q) == pytest.approx(np.percentile(values, q))
 
 
 def test_time_calls_stops_at_the_time_budget_but_not_below_min_runs():
     calls = []
     fixed = lambda call: (call(), 40.0)[1]  # noqa: E731: every call "takes" 40 ms
-    times = bench.time_calls(lambda: calls.append(1), fixed, warmup=3, runs=100, min_runs=5, max_seconds=0.1)
+    times = timing.time_calls(lambda: calls.append(1), fixed, warmup=3, runs=100, min_runs=5, max_seconds=0.1)
     assert times == [40.0] * 5  # the 0.1 s budget is spent after 3 runs, min_runs wins
-    times = bench.time_calls(lambda: None, lambda call: 1.0, warmup=0, runs=7, min_runs=2, max_seconds=10)
+    times = timing.time_calls(lambda: None, lambda call: 1.0, warmup=0, runs=7, min_runs=2, max_seconds=10)
     assert len(times) == 7  # runs caps the count when the budget is not reached
     assert len(calls) == 3 + 5  # the warm-up calls ran untimed
 
 
 def test_summarise():
-    row = bench.summarise([2.0, 4.0, 6.0, 8.0], batch_size=8)
+    row = timing.summarise([2.0, 4.0, 6.0, 8.0], batch_size=8)
     assert row["latency_ms_p50"] == 5.0 and row["latency_ms_mean"] == 5.0 and row["runs"] == 4
     assert row["throughput_per_s"] == 1600.0  # 8 sentences in 5 ms
     assert row["latency_ms_p50"] <= row["latency_ms_p90"] <= row["latency_ms_p99"]
@@ -120,7 +124,7 @@ def crafted_rows():
 
 
 def test_ratios_compare_with_the_full_depth_references_of_the_same_family_and_point():
-    frame = bench.with_ratios(crafted_rows()).set_index(["variant", "batch_size"])
+    frame = bench_table.with_ratios(crafted_rows()).set_index(["variant", "batch_size"])
     assert frame.loc[("baseline", 1), "ratio_fp32"] == 1.0
     assert frame.loc[("pruned-3", 1), "ratio_fp32"] == 0.5
     assert frame.loc[("pruned-3-onnx-int8-dynamic", 1), "ratio_fp32"] == 0.08
@@ -132,7 +136,7 @@ def test_ratios_compare_with_the_full_depth_references_of_the_same_family_and_po
 
 
 def test_summary_table_lists_every_variant_with_the_fp32_ratio_last():
-    table = bench.summary_table(crafted_rows(), short=(1, 16), long=(1, 16), wide=(4, 64))
+    table = bench_table.summary_table(crafted_rows(), short=(1, 16), long=(1, 16), wide=(4, 64))
     lines = table.splitlines()
     assert lines[0].rstrip(" |").endswith("x FP32 baseline")
     row = next(line for line in lines if line.startswith("| pruned-3-onnx-int8-dynamic |"))
@@ -148,10 +152,10 @@ def test_cpu_targets_are_every_cpu_artifact_with_a_note_for_missing_ones(tmp_pat
     (models / "baseline").symlink_to(tiny_model_dir)
     targets = bench.trained_targets(models, params, "cpu")
     assert [(t.variant, t.runtime) for t in targets] == [
-        ("baseline", "eager"), ("baseline-int8-dynamic", "eager"), ("baseline-onnx-int8-dynamic", "onnxruntime"),
-        ("baseline-int8-qat", "eager"),
-        ("pruned-1", "eager"), ("pruned-1-int8-dynamic", "eager"), ("pruned-1-onnx-int8-dynamic", "onnxruntime"),
-        ("pruned-1-int8-qat", "eager")]
+        ("baseline", "eager"), ("baseline-int8-dynamic", "eager"), ("baseline-int8-qat", "eager"),
+        ("baseline-onnx-int8-dynamic", "onnxruntime"),
+        ("pruned-1", "eager"), ("pruned-1-int8-dynamic", "eager"), ("pruned-1-int8-qat", "eager"),
+        ("pruned-1-onnx-int8-dynamic", "onnxruntime")]
     assert targets[0].note == ""
     assert targets[1].note.startswith("n/a:") and "not built" in targets[1].note
 
@@ -163,7 +167,7 @@ def test_gpu_targets_run_each_torch_variant_in_every_runtime_and_skip_cpu_only_o
     (models / "baseline").symlink_to(tiny_model_dir)
     folder = models / "quantized" / "baseline-fp16"
     (folder / "config.json").write_text("{}")
-    write_manifest(folder, SCHEMES["fp16"], SCHEMES["fp16"].settings(), "models/baseline", "n/a: needs CUDA")
+    write_manifest(folder, every_scheme()["fp16"], every_scheme()["fp16"].settings(), "models/baseline", "n/a: needs CUDA")
     targets = bench.trained_targets(models, params, "cuda")
     assert {(t.variant, t.runtime) for t in targets if t.variant.startswith("baseline")} == {
         (v, r) for v in ("baseline", "baseline-fp16", "baseline-bnb-nf4") for r in ("eager", "cudagraph", "compile")}
@@ -185,19 +189,19 @@ def job_for(target, texts=("a fine , moving film .", "dull and tedious .")):
 def test_run_job_times_a_random_tiny_bert_on_cpu(precision, runtime):
     variant = "bert-tiny" if precision == "fp32" else f"bert-tiny-{precision}"
     target = bench.Target(variant, precision, runtime, "cpu", "bert-tiny", "bert-tiny", "random")
-    rows = bench.run_job(job_for(target))
+    rows = bench_worker.run_job(job_for(target))
     assert [(r["batch_size"], r["seq_len"]) for r in rows] == [(1, 8), (2, 16)]
     for row in rows:
         assert row["note"] == "" and row["layers"] == 2 and row["weights"] == "random"
         assert 0 < row["latency_ms_p50"] <= row["latency_ms_p90"] <= row["latency_ms_p99"]
         assert 3 <= row["runs"] <= 5 and row["peak_mem_mb"] >= 0
         assert row["throughput_per_s"] == pytest.approx(1000 * row["batch_size"] / row["latency_ms_p50"], rel=1e-3)
-    assert set(rows[0]) <= set(bench.COLUMNS) | {"note"}
+    assert set(rows[0]) <= set(bench_table.COLUMNS) | {"note"}
 
 
 def test_run_job_gives_rows_with_a_reason_instead_of_crashing(tmp_path):
     target = bench.Target("baseline", "fp32", "eager", "cpu", "minilm-l6", str(tmp_path / "missing"))
-    rows = bench.run_job(job_for(target))
+    rows = bench_worker.run_job(job_for(target))
     assert len(rows) == 2 and all(r["note"].startswith("n/a: ") for r in rows)
     assert all("latency_ms_p50" not in r for r in rows)
 
@@ -212,17 +216,17 @@ def test_cuda_graph_replay_matches_eager(tiny_model_dir):
               "attention_mask": torch.ones(2, 12, dtype=torch.long, device="cuda")}
     with torch.inference_mode():
         expected = model(**inputs).logits
-        graphed = bench.cuda_graph_call(model, inputs)()
+        graphed = bench_worker.cuda_graph_call(model, inputs)()
     torch.testing.assert_close(graphed, expected)
 
 
 def test_stage_times_random_shapes_and_writes_csv_machine_and_summary(tmp_path, frame):
-    from prunequant.data import save_splits
+    from prunequant.splits import save_splits
 
     data = tmp_path / "prepared"
     save_splits({"train": frame, "validation": frame, "test": frame}, ("negative", "positive"), data)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["quantize"]["schemes"] = ["onnx-int8-dynamic", "fp16"]
+    params["quantize"]["schemes"] = by_family("onnx-int8-dynamic", "fp16")
     params["bench"].update({"warmup": 1, "runs": 3, "min_runs": 2, "max_seconds": 0.05, "batch_sizes": [1, 2],
                             "seq_lengths": [8], "batch_seq_length": 8, "shapes": ["bert-tiny", "bert-tiny:1"]})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -232,7 +236,7 @@ def test_stage_times_random_shapes_and_writes_csv_machine_and_summary(tmp_path, 
         "--summary", str(tmp_path / "bench-cpu.md"), "--params", str(tmp_path / "params.yaml")])
     assert result.exit_code == 0, result.output
     csv = pd.read_csv(out / "cpu.csv")
-    assert list(csv.columns) == bench.COLUMNS
+    assert list(csv.columns) == bench_table.COLUMNS
     assert csv.groupby("variant").size().to_dict() == {
         "bert-tiny": 2, "bert-tiny-onnx-int8-dynamic": 2, "bert-tiny:1": 2, "bert-tiny:1-onnx-int8-dynamic": 2}
     assert csv.latency_ms_p50.gt(0).all() and (csv.weights == "random").all()
@@ -252,7 +256,7 @@ def test_bench_gpu_without_cuda_exits_0_and_keeps_the_previous_csv(tmp_path, mon
     args = ["--device", "cuda", "--out", str(out), "--params", str(REPO / "params.yaml")]
     result = CliRunner().invoke(stage.main, args)
     assert result.exit_code == 0 and "no CUDA device" in result.output
-    assert (out / "gpu.csv").read_text() == ",".join(bench.COLUMNS) + "\n"  # a header, no rows
+    assert (out / "gpu.csv").read_text() == ",".join(bench_table.COLUMNS) + "\n"  # a header, no rows
     (out / "gpu.csv").write_text("earlier rows from a GPU machine\n")
     assert CliRunner().invoke(stage.main, args).exit_code == 0
     assert (out / "gpu.csv").read_text() == "earlier rows from a GPU machine\n"
@@ -265,13 +269,13 @@ def test_repo_params_bench_section_loads():
 def test_a_runtime_that_fails_at_one_point_gives_rows_with_the_reason():
     """CUDA graph capture on a CPU-only machine fails inside the worker: rows say why, nothing crashes."""
     target = bench.Target("bert-tiny", "fp32", "cudagraph", "cpu", "bert-tiny", "bert-tiny", "random")
-    rows = bench.run_job(job_for(target))
+    rows = bench_worker.run_job(job_for(target))
     assert len(rows) == 2 and all(r["note"].startswith("n/a: ") and r["layers"] == 2 for r in rows)
 
 
 def test_compiled_runtimes_always_get_their_warm_up_calls():
     calls = []
-    bench.time_calls(lambda: calls.append(1), lambda call: (call(), 1.0)[1], warmup=0, runs=2, min_runs=2,
+    timing.time_calls(lambda: calls.append(1), lambda call: (call(), 1.0)[1], warmup=0, runs=2, min_runs=2,
                      max_seconds=1e-9, min_warmup=3)
     assert len(calls) == 3 + 2
 
@@ -282,13 +286,13 @@ def test_a_bert_base_shape_is_timed_with_random_weights():
                           "random")
     job = bench.Job(target=target, points=((1, 16),), texts=("a fine film .",), warmup=1, runs=3, min_runs=2,
                     max_seconds=0.05, threads=1, settings={}, seed=0)
-    (row,) = bench.run_job(job)
+    (row,) = bench_worker.run_job(job)
     assert row["layers"] == 1 and row["weights"] == "random" and row["latency_ms_p50"] > 0
 
 
 def test_summary_table_without_an_onnx_reference_says_na():
     frame = crafted_rows()
     frame = frame[frame.precision != "onnx-int8-dynamic"]  # a GPU run has no ONNX rows
-    row = next(line for line in bench.summary_table(frame, (1, 16), (1, 16), (4, 64)).splitlines()
+    row = next(line for line in bench_table.summary_table(frame, (1, 16), (1, 16), (4, 64)).splitlines()
                if line.startswith("| pruned-3 |"))
     assert row.rstrip().endswith("| n/a | 0.500 |")

@@ -1,18 +1,52 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from prunequant.config import Params, load_params, params_from_dict
+from prunequant.check import Params, load_params, params_from_dict
 from prunequant.errors import PrunequantError
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_repo_params_load_and_match_defaults():
-    params = load_params(REPO / "params.yaml")
-    assert params == Params()  # params.yaml spells out the defaults
-    assert params.base.model == "minilm-l6"
+def _check(path, cwd):
+    return subprocess.run([sys.executable, "-m", "prunequant.check", str(path)], cwd=cwd, capture_output=True,
+                          text=True)
+
+
+def test_check_command_validates_the_repositorys_params():
+    """`make check` (run by `make repro` and here): the repository's params.yaml is valid as a whole."""
+    result = _check(REPO / "params.yaml", REPO)
+    assert result.returncode == 0, result.stderr
+    assert "every section valid" in result.stdout
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("fintune: {}\n", "error: params.yaml: unknown key 'fintune' (did you mean 'finetune'?)"),
+    ("quantize:\n  settings:\n    onnx-int4-weight: {block_size: 24}\n",
+     "error: params.yaml: quantize.settings.onnx-int4-weight.block_size must be a power of two >= 16, got 24"),
+    ("bench:\n  shapes: [bert-huge]\n", "error: params.yaml: bench.shapes[0] names unknown architecture 'bert-huge'"),
+])
+def test_check_command_reports_any_section_in_one_line(tmp_path, text, expected):
+    (tmp_path / "params.yaml").write_text(text)
+    result = _check("params.yaml", tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(expected) and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_stage_reads_only_its_sections(tmp_path):
+    """A stage validates what it reads: a bad bench section does not stop `prepare` (make check catches it)."""
+    from prunequant.data import PrepareConfig
+    from prunequant.params import BaseConfig, load
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"base": {"seed": 3}, "bench": {"runs": -1}}))
+    params = load(path, base=BaseConfig, prepare=PrepareConfig)
+    assert params.base.seed == 3 and params.prepare == PrepareConfig()
+    with pytest.raises(PrunequantError, match="bench.runs must be >= 1"):
+        load_params(path)
 
 
 def test_configs_are_frozen():
@@ -87,11 +121,16 @@ def test_empty_sections_take_defaults(tmp_path):
 @pytest.mark.parametrize(
     ("quantize", "expected"),
     [
-        ({"schemes": ["onnx-int8-dynamc"]}, "quantize.schemes[0] has unknown scheme 'onnx-int8-dynamc' "
-                                           "(did you mean 'onnx-int8-dynamic'?)"),
-        ({"schemes": ["bf16", "bf16"]}, "quantize.schemes lists a scheme twice"),
-        ({"schemes": ["fp32"], "settings": {"fp32": {}}}, "quantize.schemes[0] is fp32: the models themselves"),
-        ({"schemes": ["fp8"], "settings": {}}, "quantize.settings has no entry for 'fp8'; add `fp8: {}`"),
+        ({"schemes": {"torch": ["int8-dynamc"]}}, "quantize.schemes.torch[0] has unknown scheme 'int8-dynamc' "
+                                                  "(did you mean 'int8-dynamic'?)"),
+        ({"schemes": {"torch": ["bf16", "bf16"]}}, "quantize.schemes.torch lists 'bf16' twice"),
+        ({"schemes": {"torch": ["fp32"]}, "settings": {"fp32": {}}}, "quantize.schemes.torch[0] is fp32: the models"),
+        ({"schemes": {"onnx": ["bf16"]}}, "quantize.schemes.onnx[0] is 'bf16', a scheme of the 'torch' family; "
+                                          "move it to quantize.schemes.torch"),
+        ({"schemes": {"cpu": []}}, "quantize.schemes has unknown family 'cpu' (did you mean 'gpu'?); the families"),
+        ({"schemes": {"gpu": None}}, "quantize.schemes.gpu must be a list of scheme names"),
+        ("no-gpu", "quantize.schemes has no 'gpu' list; add `gpu: []`"),
+        ({"schemes": {"gpu": ["fp8"]}, "settings": {}}, "quantize.settings has no entry for 'fp8'; add `fp8: {}`"),
         ({"settings": {"onnx-int4-weight": {"block_sise": 32}}},
          "unknown key 'quantize.settings.onnx-int4-weight.block_sise' (did you mean 'block_size'?)"),
         ({"settings": {"onnx-int4-weight": {"block_size": 24}}},
@@ -103,18 +142,25 @@ def test_empty_sections_take_defaults(tmp_path):
          "quantize.settings.int8-dynamic.quantize_embeddings must be of type bool"),
         ({"settings": {"bf16": [1]}}, "quantize.settings.bf16 must be a mapping"),
         ({"settings": {"bf16": {"x": 1}}}, "unknown key 'quantize.settings.bf16.x'"),
+        ({"settings": {"bf17": {}}}, "quantize.settings has unknown scheme 'bf17' (did you mean 'bf16'?)"),
     ],
 )
 def test_bad_quantize_params_give_one_line_errors(quantize, expected):
+    empty = {"torch": [], "qat": [], "onnx": [], "gpu": []}
+    if quantize == "no-gpu":
+        quantize = {"schemes": {"torch": [], "qat": [], "onnx": []}}
+    else:
+        quantize = {**quantize, "schemes": {**empty, **quantize.get("schemes", {})}}
     with pytest.raises(PrunequantError) as info:
-        params_from_dict({"quantize": {"schemes": [], **quantize}})
+        params_from_dict({"quantize": quantize})
     message = info.value.format_message()
     assert expected in message, message
     assert "\n" not in message
 
 
 def test_quantize_settings_are_typed_per_scheme():
-    params = params_from_dict({"quantize": {"schemes": ["onnx-int8-static"],
+    params = params_from_dict({"quantize": {"schemes": {"torch": [], "qat": [], "onnx": ["onnx-int8-static"], "gpu": []},
                                             "settings": {"onnx-int8-static": {"calibration_samples": 64}}}})
     settings = params.quantize.scheme_settings("onnx-int8-static")
     assert settings.calibration_samples == 64 and settings.calibration_method == "percentiles"
+    assert params.quantize.names == ("onnx-int8-static",)

@@ -1,9 +1,9 @@
 import pandas as pd
 import pytest
 
-from prunequant.config import PrepareConfig
-from prunequant.data import DATASETS, load_label_names, load_raw_splits, load_split, make_splits, save_splits
+from prunequant.data import DATASETS, PrepareConfig, load_raw_splits, make_splits
 from prunequant.errors import PrunequantError
+from prunequant.splits import load_label_names, load_split, save_splits
 
 from .conftest import tiny_frame
 

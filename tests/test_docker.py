@@ -58,7 +58,7 @@ def test_image_runs_the_project_from_the_mounted_checkout():
 
     assert run("id", "-u").stdout.strip() != "0"  # the image's own user is not root
     # As `make docker-*` runs it: as the host user, on the mounted checkout, with the image's packages.
-    result = run("bash", "-c", "python -c 'import prunequant.config, torch; print(torch.__version__)' && dvc version",
+    result = run("bash", "-c", "python -c 'import prunequant.check, torch; print(torch.__version__)' && dvc version",
                  user=("-u", f"{os.getuid()}:{os.getgid()}"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("2.") and "DVC version" in result.stdout

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prunequant.config import params_from_dict
+from prunequant.check import params_from_dict
 from prunequant.errors import PrunequantError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from prunequant.bench import COLUMNS as BENCH_COLUMNS
+from prunequant.bench_table import COLUMNS as BENCH_COLUMNS
+
+from .conftest import by_family
 
 REPO = Path(__file__).resolve().parents[1]
 IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "models", "predictions", "cache", "tmp", "__pycache__",
@@ -60,13 +62,13 @@ def repo(tmp_path_factory):
         finetune={"epochs": 1, "batch_size": 16, "logging_steps": 2},
         prune={"keep_layers": [4]},
         refinetune={"epochs": 1, "batch_size": 16, "logging_steps": 2},
-        quantize={"schemes": ["onnx-int8-dynamic", "fp16"]},  # one CPU scheme, one CUDA scheme
+        quantize={"schemes": by_family("onnx-int8-dynamic", "fp16")},  # one CPU scheme, one CUDA scheme
     )
     result = sh("dvc", "repro", cwd=repo)
-    assert ran_stages(result.stdout) == [
-        "evaluate", "evaluate-pruned@4", "finetune", "machine", "prepare", "prune@4", "quantize-pruned@4-fp16",
-        "quantize-pruned@4-onnx-int8-dynamic", "quantize@baseline-fp16", "quantize@baseline-onnx-int8-dynamic",
-        "refinetune@4", "report", "sensitivity"]
+    assert ran_stages(result.stdout) == sorted([
+        "evaluate", "evaluate-pruned@4", "finetune", "machine", "prepare", "prune@4", "quantize-gpu-pruned@4-fp16",
+        "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-gpu@baseline-fp16", "quantize-onnx@baseline-onnx-int8-dynamic",
+        "refinetune@4", "report", "results", "sensitivity"])
     return repo
 
 
@@ -166,11 +168,11 @@ def test_compare_strategies_runs_every_strategy_with_and_without_distillation(re
     set_params(repo, compare={"keep_layers": 3, "strategies": ["top", "alternate"]})
     result = sh("dvc", "repro", "strategies/dvc.yaml", cwd=repo)  # what `make compare-strategies` runs
     # Only the comparison's stages run: the baseline, its evaluation and the sensitivity are reused.
-    assert ran_stages(result.stdout) == [
+    assert ran_stages(result.stdout) == sorted([
         f"strategies/dvc.yaml:{stage}" for stage in (
             "evaluate@alternate-distill", "evaluate@alternate-no-distill", "evaluate@top-distill",
             "evaluate@top-no-distill", "prune@alternate", "prune@top", "refinetune@alternate-distill",
-            "refinetune@alternate-no-distill", "refinetune@top-distill", "refinetune@top-no-distill", "report")]
+            "refinetune@alternate-no-distill", "refinetune@top-distill", "refinetune@top-no-distill", "results")])
     strategies = pd.read_csv(repo / "metrics" / "strategies.csv")
     results = pd.read_csv(repo / "metrics" / "results.csv")
     assert list(strategies.columns) == list(results.columns)
@@ -192,10 +194,10 @@ def test_evaluate_change_reruns_no_training(repo):
     result = sh("dvc", "repro", cwd=repo)
     # The CIs in sensitivity.csv change, so prune reruns, but it cuts the same layers: the costly
     # re-finetuning is skipped.
-    assert ran_stages(result.stdout) == [
-        "evaluate", "evaluate-pruned@4", "machine", "prune@4", "quantize-pruned@4-fp16",
-        "quantize-pruned@4-onnx-int8-dynamic", "quantize@baseline-fp16", "quantize@baseline-onnx-int8-dynamic",
-        "report", "sensitivity"]
+    assert ran_stages(result.stdout) == sorted([
+        "evaluate", "evaluate-pruned@4", "machine", "prune@4", "quantize-gpu-pruned@4-fp16",
+        "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-gpu@baseline-fp16", "quantize-onnx@baseline-onnx-int8-dynamic",
+        "report", "results", "sensitivity"])
 
 
 def test_changing_one_schemes_settings_reruns_only_that_scheme(repo):
@@ -203,16 +205,41 @@ def test_changing_one_schemes_settings_reruns_only_that_scheme(repo):
     params["quantize"]["settings"]["onnx-int8-dynamic"]["per_channel"] = False
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = sh("dvc", "repro", cwd=repo)
-    assert ran_stages(result.stdout) == [
-        "machine", "quantize-pruned@4-onnx-int8-dynamic", "quantize@baseline-onnx-int8-dynamic", "report"]
+    assert ran_stages(result.stdout) == sorted([
+        "machine", "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-onnx@baseline-onnx-int8-dynamic", "report",
+        "results"])
+
+
+def _stale_after_touching(repo, module: str, dvcfile: str = "dvc.yaml") -> list[str]:
+    """The stages `dvc status` lists after a comment is added to one library module (then restored)."""
+    path = repo / "src" / "prunequant" / module
+    original = path.read_text()
+    path.write_text(original + "\n# touched\n")
+    try:
+        status = json.loads(sh("dvc", "status", "--json", dvcfile, cwd=repo).stdout or "{}")
+    finally:
+        path.write_text(original)
+    return sorted(name.removeprefix("strategies/dvc.yaml:") for name in status if not name.endswith("machine"))
+
+
+def test_a_code_change_reruns_exactly_the_stages_that_run_it(repo):
+    """The dependency rule at work on an up-to-date pipeline: `dvc status` after touching one module."""
+    assert _stale_after_touching(repo, "quantization/onnx_schemes.py") == [
+        "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-onnx@baseline-onnx-int8-dynamic"]
+    assert _stale_after_touching(repo, "training.py") == ["finetune", "refinetune@4"]  # int8-qat is not listed here
+    assert _stale_after_touching(repo, "report.py") == ["report"]
+    assert _stale_after_touching(repo, "bench.py") == []  # `make bench-cpu` runs it; `dvc repro` never does
+    assert _stale_after_touching(repo, "plots.py") == ["report"]
+    assert _stale_after_touching(repo, "quantization/gpu_schemes.py") == [
+        "quantize-gpu-pruned@4-fp16", "quantize-gpu@baseline-fp16"]
 
 
 def test_adding_a_prune_variant_runs_only_its_stages(repo):
     set_params(repo, prune={"keep_layers": [4, 5]})
     result = sh("dvc", "repro", cwd=repo)
-    assert ran_stages(result.stdout) == [
-        "evaluate-pruned@5", "machine", "prune@5", "quantize-pruned@5-fp16", "quantize-pruned@5-onnx-int8-dynamic",
-        "refinetune@5", "report"]
+    assert ran_stages(result.stdout) == sorted([
+        "evaluate-pruned@5", "machine", "prune@5", "quantize-gpu-pruned@5-fp16", "quantize-onnx-pruned@5-onnx-int8-dynamic",
+        "refinetune@5", "report", "results"])
 
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from prunequant.config import params_from_dict
+from prunequant.check import params_from_dict
 from prunequant.errors import PrunequantError
 from prunequant.profiles import available, load_profile, merged, set_args
 

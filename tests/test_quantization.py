@@ -13,7 +13,6 @@ from prunequant.errors import PrunequantError
 from prunequant.evaluation import predict_logits
 from prunequant.modeling import load_classifier, load_tokenizer
 from prunequant.quantization import (
-    SCHEMES,
     BuildContext,
     cuda_available,
     load_artifact,
@@ -21,8 +20,11 @@ from prunequant.quantization import (
     read_manifest,
     write_manifest,
 )
+from prunequant.quantization.every import every_scheme
 
 from .conftest import tiny_frame
+
+SCHEMES = every_scheme()
 
 TEXTS = tiny_frame(6)["text"].tolist()
 CONTEXT = BuildContext(

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from prunequant.errors import PrunequantError
-from prunequant.report import RESULT_COLUMNS, collect_results, markdown_table, summary_table
+from prunequant.results import RESULT_COLUMNS, collect_results, markdown_table, summary_table
 
 
 def evaluation(variant, accuracy):

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from prunequant import plots
-from prunequant.bench import COLUMNS
-from prunequant.config import Params, ReportConfig
-from prunequant.report import RESULT_COLUMNS, read_bench, recommend, results_markdown, variant_table, write_report
+from prunequant.bench_table import COLUMNS
+from prunequant.check import Params
+from prunequant.results import RESULT_COLUMNS
+from prunequant.report import ReportConfig, read_bench, recommend, results_markdown, variant_table, write_report
 
 
 def result(source, precision, accuracy, size, delta=None, p=None, device="cpu", layers=6, status="ok"):

@@ -4,7 +4,8 @@ import pandas as pd
 import torch
 
 from prunequant.pruning import layer_count
-from prunequant.sensitivity import SENSITIVITY_COLUMNS, ablation, importance_order, iterative, plot_sensitivity
+from prunequant.pruning import importance_order
+from prunequant.sensitivity import SENSITIVITY_COLUMNS, ablation, iterative, plot_sensitivity
 
 from .test_pruning import IDS, tiny_bert
 

@@ -5,11 +5,10 @@ import pytest
 import torch
 from transformers import set_seed
 
-from prunequant.config import FinetuneConfig, RefinetuneConfig
 from prunequant.errors import PrunequantError
 from prunequant.modeling import load_classifier, load_tokenizer
 from prunequant.pruning import drop_layers
-from prunequant.training import finetune
+from prunequant.training import FinetuneConfig, RefinetuneConfig, finetune
 
 from .conftest import tiny_frame
 

@@ -7,20 +7,38 @@ as a local CSV/Parquet file.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from prunequant.config import PrepareConfig
 from prunequant.errors import PrunequantError, did_you_mean
-from prunequant.io import atomic_dir
+from prunequant.params import require
 
-SPLITS = ("train", "validation", "test")
-SCORED_SPLITS = ("validation", "test")  # every model is scored on these
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """How the data set is split into train/validation/test once for every later stage."""
+
+    text_column: str | None = None  # None: the column the data-set table names
+    label_column: str | None = None
+    validation_size: float = 0.15
+    test_size: float = 0.15
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("validation_size", "test_size"):
+            value = getattr(self, key)
+            require(0 < value < 0.5, f"prepare.{key}", f"must be a fraction in (0, 0.5), got {value}")
+        for key in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, key)
+            require(
+                value is None or value >= 2,
+                f"prepare.{key}",
+                f"must be null (all) or at least 2, got {value}",
+            )
 
 
 @dataclass(frozen=True)
@@ -211,32 +229,3 @@ def make_splits(
 def label_names_of(source: DataSource | None) -> tuple[str, str]:
     """Class names for the model config; generic names when the data set is not in the table."""
     return source.label_names if source else ("LABEL_0", "LABEL_1")
-
-
-def save_splits(splits: dict[str, pd.DataFrame], label_names: tuple[str, str], out_dir: Path) -> dict:
-    """Write ``<split>.parquet`` files and ``info.json``; return the summary (also a metric)."""
-    summary = {
-        "label_names": list(label_names),
-        "splits": {
-            name: {"n": len(frame), "positive_fraction": round(float(frame["label"].mean()), 4)}
-            for name, frame in splits.items()
-        },
-    }
-    with atomic_dir(out_dir) as tmp:
-        for name, frame in splits.items():
-            frame.to_parquet(tmp / f"{name}.parquet", index=False)
-        (tmp / "info.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
-
-
-def load_split(data_dir: str | os.PathLike, split: str) -> pd.DataFrame:
-    """Read one prepared split (``idx, text, label``)."""
-    path = Path(data_dir) / f"{split}.parquet"
-    if not path.is_file():
-        raise PrunequantError(f"{path}: prepared data not found; run `dvc repro prepare` first")
-    return pd.read_parquet(path)
-
-
-def load_label_names(data_dir: str | os.PathLike) -> tuple[str, str]:
-    info = json.loads((Path(data_dir) / "info.json").read_text())
-    return tuple(info["label_names"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,25 @@ import torch
 from scipy.stats import binomtest
 from tqdm.auto import tqdm
 
-from prunequant.data import SCORED_SPLITS
 from prunequant.errors import PrunequantError
+from prunequant.params import require
+from prunequant.splits import SCORED_SPLITS
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """How models are scored."""
+
+    batch_size: int = 64
+    confidence_level: float = 0.95
+
+    def __post_init__(self) -> None:
+        require(self.batch_size >= 1, "evaluate.batch_size", f"must be >= 1, got {self.batch_size}")
+        require(
+            0.5 <= self.confidence_level < 1,
+            "evaluate.confidence_level",
+            f"must be in [0.5, 1), got {self.confidence_level}",
+        )
 
 
 def accuracy_ci(correct: np.ndarray, confidence_level: float = 0.95) -> dict[str, float]:
@@ -98,7 +116,7 @@ def score_splits(
 
     Returns ``(metrics by split, per-example predictions by split)``.
     """
-    from prunequant.data import load_split
+    from prunequant.splits import load_split
 
     # Read the references first: a missing one fails before minutes of predicting.
     references = {split: load_predictions(reference, split) for split in SCORED_SPLITS} if reference else {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import shutil
@@ -11,10 +13,45 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from prunequant.errors import PrunequantError
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):  # a file system or kernel without it
+        return False
+    raise OSError(error, os.strerror(error), str(b))
+
+
+def _replace(new: Path, path: Path) -> None:
+    """Put ``new`` in ``path``'s place so that one of the two is always there whole; ``new`` then holds the old."""
+    if not path.exists():
+        os.replace(new, path)
+    elif path.is_dir() and _exchange(new, path):
+        return
+    else:  # no atomic swap here: the old output moves aside first, and only goes once the new one is in
+        aside = new.with_name(new.name + "-old")
+        os.replace(path, aside)
+        os.replace(new, path)
+        os.replace(aside, new)
+
 
 @contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a fresh temporary folder beside ``path``; on success it replaces ``path`` whole."""
+    """Yield a fresh temporary folder beside ``path``; on success it replaces ``path`` whole.
+
+    At no moment is the earlier output gone while the new one is not in place: the two folders are
+    swapped in one step (renameat2), and only then is the old one deleted.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
@@ -23,11 +60,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the output gets a normal folder's mode
     try:
         yield tmp
-        if path.exists():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        os.replace(tmp, path)
+        _replace(tmp, path)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -57,3 +95,16 @@ def save_figure(fig, path: str | os.PathLike, **kwargs) -> None:
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".onnx")
+
+
+def model_size_mb(folder: str | os.PathLike) -> float:
+    """Megabytes (10^6 bytes) of every file a model folder needs to run: weights, config, tokenizer (whatever
+    files the tokenizer has: vocab.txt, or vocab.json and merges.txt) and a manifest; not the model card
+    (README.md) nor hidden files. The one size definition of every results row, FP32 or quantized."""
+    files = [p for p in Path(folder).iterdir() if p.is_file() and p.name != "README.md" and not p.name.startswith(".")]
+    if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
+        raise PrunequantError(f"{folder}: no model weights (.safetensors or .onnx); run `dvc repro` to rebuild it")
+    return sum(p.stat().st_size for p in files) / 1e6

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from prunequant.data import SCORED_SPLITS
 from prunequant.quantization import PRUNEQUANT_LOAD
+from prunequant.splits import SCORED_SPLITS
 
 
 def _accuracy_lines(evaluation: dict) -> list[str]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 from prunequant.errors import PrunequantError, did_you_mean
+from prunequant.io import atomic_dir
 
 
 def _packaged_minilm() -> str:
@@ -23,20 +23,6 @@ def _packaged_minilm() -> str:
 MODELS: dict[str, Callable[[], str]] = {
     "minilm-l6": _packaged_minilm,  # all-MiniLM-L6-v2: a 6-layer BERT, hidden 384, 22.7 M parameters
 }
-
-# Files a saved classifier needs at inference time (weights, config, tokenizer); everything else in
-# a folder (model cards, training state) is not part of the deployable size.
-_WEIGHT_FILES = ("model.safetensors", "model.onnx")
-_RUNTIME_FILES = (
-    *_WEIGHT_FILES,
-    "prunequant.json",  # a quantized artifact's manifest (scheme and settings)
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-)
-
 
 def resolve_model(name: str) -> str:
     """Map an alias to its folder; return Hub names and local folders unchanged."""
@@ -113,22 +99,8 @@ def num_layers(model) -> int:
     raise PrunequantError(f"model type {config.model_type!r} does not say its number of layers")
 
 
-def deployable_size_mb(folder: str | os.PathLike) -> float:
-    """Megabytes (10^6 bytes) of the files needed to run a saved model: weights, config, tokenizer.
-
-    The model card (README.md) is not counted.
-    """
-    folder = Path(folder)
-    files = [folder / name for name in _RUNTIME_FILES if (folder / name).is_file()]
-    if not any(f.name in _WEIGHT_FILES for f in files):
-        raise PrunequantError(f"{folder}: no model.safetensors or model.onnx; run `dvc repro` to rebuild it")
-    return sum(f.stat().st_size for f in files) / 1e6
-
-
 def save_classifier(model, tokenizer, folder: str | os.PathLike) -> None:
     """Write ``save_pretrained`` output (safetensors + config + tokenizer) to ``folder`` atomically."""
-    from prunequant.io import atomic_dir
-
     with atomic_dir(folder) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from prunequant.io import save_figure  # noqa: E402
+from prunequant.quantization import SCHEME_FAMILY  # noqa: E402
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 GREY = "#b0b0b0"
@@ -22,11 +23,9 @@ GREY = "#b0b0b0"
 def scheme_colours(schemes: list[str]) -> dict[str, str]:
     """A fixed colour per scheme, in registry order: tab10 then Dark2, without their greys (grey marks
     dominated variants)."""
-    from prunequant.quantization import SCHEMES
-
     colours = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
     palette = [h for h in map(matplotlib.colors.to_hex, colours) if h not in ("#7f7f7f", "#666666")]
-    ordered = list(SCHEMES) + [s for s in schemes if s not in SCHEMES]
+    ordered = list(SCHEME_FAMILY) + [s for s in schemes if s not in SCHEME_FAMILY]
     return {name: palette[i % len(palette)] for i, name in enumerate(ordered)}
 
 

@@ -10,11 +10,65 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 from torch import nn
 
 from prunequant.errors import PrunequantError
+from prunequant.params import require, require_choice
+
+PRUNE_STRATEGIES = ("sensitivity", "top", "bottom", "alternate", "explicit")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Which layers to remove. Each entry of keep_layers is one pruned variant (`pruned-<n>`)."""
+
+    keep_layers: tuple[int, ...] = (4, 3)
+    strategy: str = "sensitivity"
+    drop_layers: tuple[int, ...] = ()  # for strategy: explicit
+
+    def __post_init__(self) -> None:
+        require_choice(self.strategy, PRUNE_STRATEGIES, "prune.strategy")
+        require(bool(self.keep_layers), "prune.keep_layers", "must list at least one layer count, e.g. [4]")
+        require(
+            len(set(self.keep_layers)) == len(self.keep_layers),
+            "prune.keep_layers",
+            f"lists a count twice: {list(self.keep_layers)}",
+        )
+        bad = [n for n in self.keep_layers if n < 1]
+        require(not bad, "prune.keep_layers", f"must be >= 1, got {bad}")
+        require(
+            self.strategy == "explicit" or not self.drop_layers,
+            "prune.drop_layers",
+            "is only used with prune.strategy: explicit; empty it or set the strategy",
+        )
+        require(
+            self.strategy != "explicit" or bool(self.drop_layers),
+            "prune.drop_layers",
+            "must list the layers to remove when prune.strategy is explicit, e.g. [1, 4]",
+        )
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """`make compare-strategies`: each strategy cuts to keep_layers, re-finetuned with and without distillation."""
+
+    keep_layers: int = 3
+    strategies: tuple[str, ...] = ("sensitivity", "top", "bottom", "alternate")
+
+    def __post_init__(self) -> None:
+        require(self.keep_layers >= 1, "compare.keep_layers", f"must be >= 1, got {self.keep_layers}")
+        require(bool(self.strategies), "compare.strategies", "must list at least one strategy, e.g. [sensitivity]")
+        compared = tuple(s for s in PRUNE_STRATEGIES if s != "explicit")
+        for i, strategy in enumerate(self.strategies):
+            require_choice(strategy, compared, f"compare.strategies[{i}]")
+        require(
+            len(set(self.strategies)) == len(self.strategies),
+            "compare.strategies",
+            f"lists a strategy twice: {list(self.strategies)}",
+        )
 
 # model_type -> (attribute path of the layer list, config key holding the layer count)
 LAYER_LISTS: dict[str, tuple[str, str]] = {
@@ -135,3 +189,8 @@ def layers_to_drop(
             raise PrunequantError("prune: strategy 'sensitivity' needs metrics/sensitivity.csv; run `dvc repro sensitivity`")
         return sorted(importance_order[:n_drop])
     raise AssertionError(f"unvalidated strategy {strategy!r}")
+
+
+def importance_order(table) -> list[int]:
+    """Layers from least to most important, as the sensitivity stage's table ranks them (``removal_order``)."""
+    return table.sort_values("removal_order")["layer"].astype(int).tolist()

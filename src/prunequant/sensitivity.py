@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,20 @@ from tqdm.auto import tqdm
 
 from prunequant.evaluation import accuracy_ci
 from prunequant.io import save_figure
+from prunequant.params import require_choice
 from prunequant.pruning import layer_count, layers_skipped
+
+SENSITIVITY_METHODS = ("ablation", "iterative")
+
+
+@dataclass(frozen=True)
+class SensitivityConfig:
+    """How layer importance is measured on the validation split."""
+
+    method: str = "ablation"  # ablation: skip each layer alone; iterative: greedy, re-measured
+
+    def __post_init__(self) -> None:
+        require_choice(self.method, SENSITIVITY_METHODS, "sensitivity.method")
 
 SENSITIVITY_COLUMNS = ["layer", "accuracy", "accuracy_drop", "ci_low", "ci_high", "removal_order"]
 
@@ -70,11 +84,6 @@ def iterative(model, score: Scorer, confidence_level: float = 0.95) -> tuple[flo
 
 
 METHODS = {"ablation": ablation, "iterative": iterative}
-
-
-def importance_order(table: pd.DataFrame) -> list[int]:
-    """Layers from least to most important, as a sensitivity table ranks them."""
-    return table.sort_values("removal_order")["layer"].astype(int).tolist()
 
 
 def plot_sensitivity(table: pd.DataFrame, reference: float, path, *, title: str) -> None:

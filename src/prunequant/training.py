@@ -1,7 +1,7 @@
 """Fine-tuning with transformers' Trainer (optionally distilled from a teacher); DVCLive records curves.
 
 The same code runs in one process or in several started by ``accelerate launch`` (see
-:func:`relaunch`): the Trainer splits each global batch of ``batch_size`` rows over the processes.
+:func:`prunequant.launch.relaunch`): the Trainer splits each global batch of ``batch_size`` rows over the processes.
 Training checkpoints every ``checkpoint_steps`` optimizer steps and resumes from the last complete
 checkpoint when it is run again with the same inputs.
 """
@@ -15,20 +15,86 @@ import math
 import os
 import re
 import shutil
-import sys
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from transformers import (
+    DataCollatorWithPadding,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
-from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
-
-from prunequant.config import FinetuneConfig, RefinetuneConfig
 from prunequant.errors import PrunequantError
+from prunequant.params import require
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning hyper-parameters (passed to transformers.TrainingArguments)."""
+
+    epochs: float = 3.0
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    logging_steps: int = 20
+    checkpoint_steps: int = 200  # optimizer steps between checkpoints a killed run resumes from; 0: none
+    processes: int = 1  # > 1: `accelerate launch` runs that many (one per GPU; gloo on CPU without CUDA)
+
+    section: ClassVar[str] = "finetune"  # the params.yaml section, for error messages
+
+    def __post_init__(self) -> None:
+        require(self.epochs > 0, f"{self.section}.epochs", f"must be > 0, got {self.epochs}")
+        require(
+            0 < self.learning_rate < 1,
+            f"{self.section}.learning_rate",
+            f"must be in (0, 1), got {self.learning_rate}",
+        )
+        require(self.batch_size >= 1, f"{self.section}.batch_size", f"must be >= 1, got {self.batch_size}")
+        require(
+            self.weight_decay >= 0, f"{self.section}.weight_decay", f"must be >= 0, got {self.weight_decay}"
+        )
+        require(
+            0 <= self.warmup_ratio < 1,
+            f"{self.section}.warmup_ratio",
+            f"must be in [0, 1), got {self.warmup_ratio}",
+        )
+        require(
+            self.logging_steps >= 1, f"{self.section}.logging_steps", f"must be >= 1, got {self.logging_steps}"
+        )
+        require(self.checkpoint_steps >= 0, f"{self.section}.checkpoint_steps",
+                f"must be >= 0 (0: no checkpoints), got {self.checkpoint_steps}")
+        require(self.processes >= 1, f"{self.section}.processes", f"must be >= 1, got {self.processes}")
+        require(self.batch_size % self.processes == 0, f"{self.section}.batch_size",
+                f"({self.batch_size}) must divide evenly over {self.section}.processes ({self.processes}); "
+                f"set it to a multiple of {self.processes}")
+
+
+@dataclass(frozen=True)
+class RefinetuneConfig(FinetuneConfig):
+    """Fine-tuning the pruned model again, optionally distilled from the fine-tuned baseline."""
+
+    learning_rate: float = 1e-4  # twice finetune's: chosen on validation accuracy for 6 -> 3 (README)
+    distill: bool = True
+    temperature: float = 2.0
+    alpha: float = 0.5  # weight of the soft-label loss; 1 - alpha goes to the hard labels
+    hidden_weight: float = 0.0  # weight of matching kept layers' hidden states (MSE); 0 = off
+
+    section: ClassVar[str] = "refinetune"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.temperature > 0, "refinetune.temperature", f"must be > 0, got {self.temperature}")
+        require(0 <= self.alpha <= 1, "refinetune.alpha", f"must be in [0, 1], got {self.alpha}")
+        require(self.hidden_weight >= 0, "refinetune.hidden_weight", f"must be >= 0, got {self.hidden_weight}")
 
 
 def tokenize(frame: pd.DataFrame, tokenizer, max_seq_length: int):
@@ -55,47 +121,6 @@ def world_size() -> int:
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def relaunch(processes: int, section: str) -> None:
-    """Run this script again under ``accelerate launch`` with ``processes`` processes, then exit.
-
-    Does nothing when one process is asked for or when already launched. Each process runs the same
-    script; on CUDA each takes one GPU (NCCL), without CUDA they train on CPU over gloo.
-    """
-    if processes <= 1:
-        return
-    if "LOCAL_RANK" in os.environ:
-        _die_with_launcher()
-        return
-    if torch.cuda.is_available() and torch.cuda.device_count() < processes:
-        raise PrunequantError(
-            f"params.yaml: {section}.processes is {processes} but this machine has "
-            f"{torch.cuda.device_count()} GPU(s); set {section}.processes <= {torch.cuda.device_count()}"
-        )
-    threads = max(1, (os.cpu_count() or 1) // processes)
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--num_cpu_threads_per_process", str(threads), "--quiet", *sys.argv,
-    ]
-    env = os.environ | ({} if torch.cuda.is_available() else {"ACCELERATE_USE_CPU": "true"})
-    sys.stdout.flush()
-    # The launcher takes this process's place: the process DVC waits on and a user signals is the one that
-    # supervises the workers (torchrun stops them on SIGTERM; they die with it on SIGKILL).
-    os.execve(sys.executable, command, env)
-
-
-def _die_with_launcher() -> None:
-    """A worker gets SIGKILL when its launcher dies (Linux), so a killed stage leaves no orphan training."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-    if os.getppid() == 1:  # the launcher died before prctl took effect
-        os._exit(1)
 
 
 def _live_callback(live_dir: str | os.PathLike):

@@ -2,9 +2,12 @@
 
 A scheme is a :class:`Scheme` entry plus a settings dataclass (its knobs in
 ``params.yaml: quantize.settings.<name>``, validated in ``__post_init__``). Each family of schemes lives
-in its own module and registers its entries on import; adding a scheme is one ``register`` call and one
-settings dataclass. Heavy libraries (torch, optimum, bitsandbytes, torchao) are imported inside the
-functions, so reading the registry (as ``params.yaml`` validation does) stays cheap.
+in its own module (a *family*: ``FAMILIES``) and registers its entries on import. ``SCHEME_FAMILY`` names the
+family of every scheme without importing any: a stage that builds one scheme imports only that scheme's
+family module (:func:`get_scheme`), so its DVC stage depends on that module alone, and editing the ONNX
+family reruns only the ONNX stages. ``prunequant.quantization.every`` imports all of them (benchmarks,
+the whole-file params check). Adding a scheme: one ``register`` call and one settings dataclass in its
+family module, and its name in ``SCHEME_FAMILY``.
 
 Every artifact is a folder that loads from itself alone: the weights (safetensors or ONNX), the model
 config and tokenizer, a manifest (``prunequant.json``: scheme, settings, source) and a model card
@@ -14,6 +17,7 @@ config and tokenizer, a manifest (``prunequant.json``: scheme, settings, source)
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 from collections.abc import Callable
@@ -22,9 +26,22 @@ from pathlib import Path
 from typing import Any
 
 from prunequant.errors import PrunequantError, did_you_mean
+from prunequant.params import build_section
+from prunequant.params import require as require_param
 
 MANIFEST = "prunequant.json"
 DEVICES = ("cpu", "cuda")
+
+# family -> its module in this package; each family is one pair of quantize stages in dvc.yaml
+FAMILIES = {"torch": "torch_schemes", "qat": "qat", "onnx": "onnx_schemes", "gpu": "gpu_schemes"}
+# Every scheme, in the order of tables, and its family (tests check each family registers exactly these).
+SCHEME_FAMILY = {
+    "fp32": "torch", "bf16": "torch", "int8-dynamic": "torch",
+    "int8-qat": "qat",
+    "onnx-fp32": "onnx", "onnx-int8-dynamic": "onnx", "onnx-int8-static": "onnx", "onnx-int4-weight": "onnx",
+    "fp16": "gpu", "bnb-int8": "gpu", "bnb-nf4": "gpu", "bnb-fp4": "gpu", "torchao-int8-weight": "gpu",
+    "torchao-int4-weight": "gpu", "fp8": "gpu",
+}
 
 
 @dataclass(frozen=True)
@@ -61,9 +78,17 @@ class Scheme:
     how_to_load: str = ""  # a Python snippet for the model card; {folder} is filled in
     min_cuda_capability: tuple[int, int] | None = None  # e.g. (8, 9): FP8 matmuls need Ada or Hopper
     cpu_kernels: bool = False  # a CUDA scheme whose build and load also run on CPU (slowly): tests use it
+    # where benchmarks time it (default: its own device); fp32 and bf16 run on both
+    bench_devices: tuple[str, ...] = ()
+    needs_training: bool = False  # its weights come from training on the data: random weights cannot build it
 
     def __post_init__(self) -> None:
         assert self.device in DEVICES, self.device
+        assert self.name in SCHEME_FAMILY, f"add {self.name!r} to SCHEME_FAMILY"
+
+    def timed_on(self, device: str) -> bool:
+        """Whether benchmarks time this scheme's artifacts on ``device`` (ONNX: the CPU execution provider)."""
+        return device in (self.bench_devices or (self.device,))
 
 
 SCHEMES: dict[str, Scheme] = {}
@@ -82,13 +107,20 @@ def register(scheme: Scheme) -> Scheme:
     return scheme
 
 
-def get_scheme(name: str, key: str = "quantize.schemes") -> Scheme:
-    """The registered scheme ``name``; an unknown name is a one-line error naming the params key."""
-    if name not in SCHEMES:
+def check_scheme_name(name: str, key: str = "quantize.schemes") -> str:
+    """``name`` if it is a known scheme; else a one-line error naming the params key."""
+    if name not in SCHEME_FAMILY:
         raise PrunequantError(
-            f"params.yaml: {key} has unknown scheme {name!r}{did_you_mean(name, SCHEMES)}; "
-            f"known schemes: {', '.join(SCHEMES)}"
+            f"params.yaml: {key} has unknown scheme {name!r}{did_you_mean(name, SCHEME_FAMILY)}; "
+            f"known schemes: {', '.join(SCHEME_FAMILY)}"
         )
+    return name
+
+
+def get_scheme(name: str, key: str = "quantize.schemes") -> Scheme:
+    """The registered scheme ``name``, importing its family's module (and no other) on first use."""
+    family = SCHEME_FAMILY[check_scheme_name(name, key)]
+    importlib.import_module(f"{__name__}.{FAMILIES[family]}")
     return SCHEMES[name]
 
 
@@ -104,8 +136,6 @@ def require(ok: bool, field: str, message: str) -> None:
 
 def parse_settings(scheme: Scheme, raw: Any, key: str) -> Any:
     """Validate ``quantize.settings.<scheme>`` into the scheme's settings dataclass."""
-    from prunequant.config import build_section
-
     try:
         return build_section(scheme.settings, raw, key)
     except SettingError as exc:
@@ -142,11 +172,6 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
         raise PrunequantError(f"{path}: not valid JSON; rebuild the artifact with `dvc repro`") from None
 
 
-def artifact_size_mb(folder: str | os.PathLike) -> float:
-    """Megabytes (10^6 bytes) of every file an artifact needs to run: all but its model card."""
-    return sum(p.stat().st_size for p in Path(folder).iterdir() if p.is_file() and p.name != "README.md") / 1e6
-
-
 def write_manifest(folder: Path, scheme: Scheme, settings: Any, source: str, status: str) -> None:
     manifest = {
         "scheme": scheme.name,
@@ -166,9 +191,10 @@ def load_artifact(folder: str | os.PathLike):
         raise PrunequantError(f"{folder}: not a model folder (no config.json); run `dvc repro` to build it")
     manifest = read_manifest(folder)
     name = manifest["scheme"] if manifest else "fp32"
-    if name not in SCHEMES:
-        raise PrunequantError(f"{folder}/{MANIFEST}: unknown scheme {name!r}; this prunequant knows {', '.join(SCHEMES)}")
-    scheme = SCHEMES[name]
+    if name not in SCHEME_FAMILY:
+        raise PrunequantError(
+            f"{folder}/{MANIFEST}: unknown scheme {name!r}; this prunequant knows {', '.join(SCHEME_FAMILY)}")
+    scheme = get_scheme(name)
     if manifest and manifest.get("status", "ok") != "ok":
         raise PrunequantError(f"{folder}: not built here ({manifest['status']}); rebuild it with `dvc repro`")
     unavailable = not_available_reason(scheme)
@@ -179,5 +205,51 @@ def load_artifact(folder: str | os.PathLike):
     return model, tokenizer, scheme
 
 
-# The families register their schemes on import; the order here is the order of tables.
-from prunequant.quantization import torch_schemes, qat, onnx_schemes, gpu_schemes  # noqa: E402, F401, I001
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """Which schemes quantize the baseline and every pruned model (listed by family), and each scheme's knobs.
+
+    ``schemes`` maps each family of ``FAMILIES`` to the names it builds (``dvc.yaml`` fans out one pair of
+    stages per family over that list); each stage reads its own ``settings.<scheme>`` entry, so a change
+    there reruns only that scheme's stages. Settings are parsed by the scheme's own dataclass when used
+    (:meth:`scheme_settings`); ``python -m prunequant.check`` parses all of them.
+    """
+
+    schemes: dict = dataclasses.field(default_factory=lambda: {family: [] for family in FAMILIES})
+    settings: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for family in self.schemes:
+            require_param(family in FAMILIES, "quantize.schemes", f"has unknown family {family!r}"
+                          f"{did_you_mean(family, FAMILIES)}; the families are {', '.join(FAMILIES)}")
+        for family in FAMILIES:
+            require_param(family in self.schemes, "quantize.schemes",
+                          f"has no {family!r} list; add `{family}: []` (or its schemes)")
+            names = self.schemes[family]
+            key = f"quantize.schemes.{family}"
+            require_param(isinstance(names, list | tuple), key, f"must be a list of scheme names, got {names!r}")
+            for i, name in enumerate(names):
+                check_scheme_name(name, f"{key}[{i}]")
+                require_param(name != "fp32", f"{key}[{i}]",
+                              "is fp32: the models themselves, scored by the evaluate stages; remove it")
+                require_param(SCHEME_FAMILY[name] == family, f"{key}[{i}]",
+                              f"is {name!r}, a scheme of the {SCHEME_FAMILY[name]!r} family; "
+                              f"move it to quantize.schemes.{SCHEME_FAMILY[name]}")
+                require_param(name not in seen, key, f"lists {name!r} twice")
+                seen.add(name)
+        for name in self.names:  # dvc.yaml makes each stage depend on quantize.settings.<scheme>: it must exist
+            require_param(name in self.settings, "quantize.settings",
+                          f"has no entry for {name!r}; add `{name}: {{}}` (or its settings) under quantize.settings")
+        for name in self.settings:
+            check_scheme_name(name, "quantize.settings")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every listed scheme, in table order."""
+        listed = {name for names in self.schemes.values() for name in names}
+        return tuple(name for name in SCHEME_FAMILY if name in listed)
+
+    def scheme_settings(self, name: str):
+        """The validated settings dataclass of scheme ``name`` (imports its family)."""
+        return parse_settings(get_scheme(name), self.settings.get(name), f"quantize.settings.{name}")

@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from prunequant.quantization import PRUNEQUANT_LOAD, BuildContext, NoSettings, Scheme, register, require
+from prunequant.quantization import (
+    PRUNEQUANT_LOAD,
+    BuildContext,
+    NoSettings,
+    Scheme,
+    register,
+    require,
+)
 from prunequant.quantization.torch_schemes import HF_LOAD, cast_builder, cast_loader
 
 # Kept in full precision: the classifier head (two outputs, where rounding hurts most) and the pooler
@@ -176,7 +183,9 @@ def _torchao_builder(name: str):
     def build(source: Path, out: Path, settings, context: BuildContext) -> None:
         import torch
         from safetensors.torch import save_file
-        from torchao.prototype.safetensors.safetensors_support import flatten_tensor_state_dict
+        from torchao.prototype.safetensors.safetensors_support import (
+            flatten_tensor_state_dict,
+        )
         from transformers import AutoModelForSequenceClassification
 
         model = AutoModelForSequenceClassification.from_pretrained(source, dtype=torch.bfloat16, use_safetensors=True)
@@ -196,8 +205,14 @@ def _torchao_loader(name: str):
         import torch
         from safetensors import safe_open
         from safetensors.torch import load_file
-        from torchao.prototype.safetensors.safetensors_support import unflatten_tensor_state_dict
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+        from torchao.prototype.safetensors.safetensors_support import (
+            unflatten_tensor_state_dict,
+        )
+        from transformers import (
+            AutoConfig,
+            AutoModelForSequenceClassification,
+            AutoTokenizer,
+        )
 
         skeleton = AutoModelForSequenceClassification.from_config(
             AutoConfig.from_pretrained(folder), dtype=torch.bfloat16

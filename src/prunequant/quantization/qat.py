@@ -13,7 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from prunequant.quantization import PRUNEQUANT_LOAD, BuildContext, Scheme, register, require
+from prunequant.quantization import (
+    PRUNEQUANT_LOAD,
+    BuildContext,
+    Scheme,
+    register,
+    require,
+)
 from prunequant.quantization.torch_schemes import (
     Int8DynamicSettings,
     _load_int8_dynamic,
@@ -68,10 +74,9 @@ def _build(source: Path, out: Path, settings: QatSettings, context: BuildContext
     import pandas as pd
     from transformers import set_seed
 
-    from prunequant.config import RefinetuneConfig
     from prunequant.errors import PrunequantError
     from prunequant.modeling import load_classifier, load_tokenizer
-    from prunequant.training import finetune
+    from prunequant.training import RefinetuneConfig, finetune
 
     count = settings.train_samples or len(context.train_texts)
     train = pd.DataFrame({"text": context.train_texts[:count], "label": context.train_labels[:count]})
@@ -109,4 +114,5 @@ register(Scheme(
         "activations are quantized only at run time"
     ),
     how_to_load=PRUNEQUANT_LOAD,
+    needs_training=True,
 ))

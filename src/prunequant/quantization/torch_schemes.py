@@ -12,7 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from prunequant.quantization import PRUNEQUANT_LOAD, BuildContext, NoSettings, Scheme, register
+from prunequant.quantization import (
+    PRUNEQUANT_LOAD,
+    BuildContext,
+    NoSettings,
+    Scheme,
+    register,
+)
 
 HF_LOAD = """import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -63,6 +69,7 @@ register(Scheme(
     load=cast_loader("float32", "cpu"),
     full_precision="everything: this is the reference the other schemes are compared with",
     how_to_load=HF_LOAD.replace("{extra}", ""),
+    bench_devices=("cpu", "cuda"),
 ))
 
 register(Scheme(
@@ -74,6 +81,7 @@ register(Scheme(
     load=cast_loader("bfloat16", "cpu"),
     full_precision="nothing is kept in FP32; bfloat16 keeps FP32's range, so no scaling is needed",
     how_to_load=HF_LOAD.replace("{extra}", ", dtype=torch.bfloat16"),
+    bench_devices=("cpu", "cuda"),
 ))
 
 # ---- dynamic INT8 (torch.ao) -------------------------------------------------------------------------
@@ -97,7 +105,11 @@ def _quantize_dynamic(model, settings: Int8DynamicSettings):
     import warnings
 
     from torch import nn
-    from torch.ao.quantization import float_qparams_weight_only_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
+    from torch.ao.quantization import (
+        float_qparams_weight_only_qconfig,
+        per_channel_dynamic_qconfig,
+        quantize_dynamic,
+    )
 
     spec = {
         name: per_channel_dynamic_qconfig
@@ -182,7 +194,11 @@ def _build_int8_dynamic(source: Path, out: Path, settings: Int8DynamicSettings, 
 
 def _load_int8_dynamic(folder: Path, settings: Int8DynamicSettings):
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
 
     # A randomly initialised skeleton gives the quantized modules their shapes; every value is replaced.
     skeleton = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder))

@@ -1,0 +1,20 @@
+"""Every family of schemes, imported: ``SCHEMES`` is then the whole registry, in table order.
+
+For code that handles all schemes at once (benchmarks, the whole-file params check); a quantize stage
+imports only its own scheme's family through ``get_scheme``.
+"""
+
+from prunequant.quantization import (  # noqa: F401
+    SCHEME_FAMILY,
+    SCHEMES,
+    Scheme,
+    gpu_schemes,
+    onnx_schemes,
+    qat,
+    torch_schemes,
+)
+
+
+def every_scheme() -> dict[str, Scheme]:
+    """name -> Scheme for every registered scheme, in the order of tables."""
+    return {name: SCHEMES[name] for name in SCHEME_FAMILY}

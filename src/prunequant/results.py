@@ -1,0 +1,126 @@
+"""Collecting the evaluation metrics of every variant into ``results.csv`` and Markdown tables."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from prunequant.errors import PrunequantError
+from prunequant.quantization import SCHEME_FAMILY
+from prunequant.splits import SCORED_SPLITS, SPLITS
+
+RESULT_COLUMNS = [
+    "variant",
+    "model",
+    "layers",
+    "precision",
+    "device",
+    "split",
+    "n",
+    "accuracy",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    "size_mb",
+    "status",
+    "reference",
+    "accuracy_delta",
+    "mcnemar_p",
+    "verdict",
+    "baseline_delta",
+    "baseline_p",
+    "baseline_verdict",
+]
+BASELINE = "baseline-fp32"  # the reference every variant is finally judged against
+_DESCRIPTION_KEYS = ["variant", "model", "layers", "precision", "device", "size_mb", "status"]
+
+
+def evaluation_rows(evaluation: dict) -> list[dict]:
+    """One results row per split of one evaluation JSON."""
+    missing = [key for key in _DESCRIPTION_KEYS if key not in evaluation]
+    if missing:
+        raise PrunequantError(f"evaluation metrics lack {', '.join(missing)}; rerun `dvc repro evaluate`")
+    description = {key: evaluation[key] for key in _DESCRIPTION_KEYS}
+    description["reference"] = evaluation.get("reference")
+    if evaluation["status"] != "ok":  # e.g. "n/a: needs CUDA": a row per split, with no figures
+        return [{**description, "split": split} for split in SCORED_SPLITS]
+    rows = []
+    for split in (s for s in SPLITS if s in evaluation):
+        scores = dict(evaluation[split])
+        against = scores.pop("vs_baseline", None)  # quantized pruned models: a second paired test
+        if description["reference"] == BASELINE:
+            against = {k: scores.get(k) for k in ("accuracy_delta", "mcnemar_p", "verdict")}
+        if against:
+            scores |= {"baseline_delta": against["accuracy_delta"], "baseline_p": against["mcnemar_p"],
+                       "baseline_verdict": against["verdict"]}
+        rows.append({**description, "split": split, **scores})
+    return rows
+
+
+def collect_results(*sources: str | os.PathLike) -> pd.DataFrame:
+    """Read the JSONs written by the evaluate stage (files, or every ``*.json`` of folders) into one sorted table."""
+    paths = []
+    for source in map(Path, sources):
+        found = sorted(source.glob("*.json")) if source.is_dir() else [source] if source.is_file() else []
+        if not found:
+            raise PrunequantError(f"{source}: no evaluation metrics found; run `dvc repro evaluate`")
+        paths += found
+    rows = [row for path in paths for row in evaluation_rows(json.loads(path.read_text()))]
+    table = pd.DataFrame(rows).reindex(columns=RESULT_COLUMNS)
+    order = {"split": {split: i for i, split in enumerate(SPLITS)},
+             "precision": {name: i for i, name in enumerate(SCHEME_FAMILY)}}
+    return table.sort_values(
+        ["variant", "precision", "device", "split"],
+        key=lambda col: col.map(lambda v: order[col.name].get(v, len(order[col.name]))) if col.name in order else col,
+    ).reset_index(drop=True)
+
+
+def markdown_table(results: pd.DataFrame, confidence_level: float = 0.95) -> str:
+    """Accuracy (with CI), layers and size per variant, as a Markdown table readers can paste."""
+    shown = results.assign(
+        accuracy=lambda t: [
+            "n/a" if pd.isna(a) else f"{100 * a:.2f} [{100 * lo:.2f}, {100 * hi:.2f}]"
+            for a, lo, hi in zip(t.accuracy, t.accuracy_ci_low, t.accuracy_ci_high, strict=True)
+        ],
+        size_mb=lambda t: t.size_mb.map(lambda v: "" if pd.isna(v) else f"{v:.1f}"),
+        n=lambda t: t.n.map(lambda v: "" if pd.isna(v) else f"{int(v)}"),
+    )
+    shown["paired test (McNemar)"] = [
+        "" if pd.isna(v) else f"vs {r}: {100 * d:+.2f} pts, p={p:.2g}, {v}"
+        for r, d, p, v in zip(results.reference, results.accuracy_delta, results.mcnemar_p, results.verdict, strict=True)
+    ]
+    shown = shown[["variant", "model", "layers", "precision", "device", "split", "n", "accuracy", "size_mb",
+                   "paired test (McNemar)", "status"]]
+    shown = shown.rename(columns={"accuracy": f"accuracy % [{100 * confidence_level:g}% CI]", "size_mb": "size (MB)"})
+    return shown.to_markdown(index=False)
+
+
+def summary_table(results: pd.DataFrame, confidence_level: float = 0.95) -> str:
+    """One row per artifact on the test split: accuracy, the paired test against its reference, size.
+
+    ``× FP32`` is the size relative to the unpruned FP32 baseline, the starting point of every variant.
+    """
+    test = results[results.split == "test"]
+    base = results[(results.variant == "baseline") & (results.precision == "fp32")]["size_mb"]
+    base_size = base.iloc[0] if len(base) else float("nan")
+    rows = []
+    for row in test.itertuples(index=False):
+        ok = not pd.isna(row.accuracy)
+        rows.append({
+            "variant": row.variant,
+            "layers": row.layers,
+            "precision": row.precision,
+            "device": row.device,
+            f"test accuracy % [{100 * confidence_level:g}% CI]": (
+                f"{100 * row.accuracy:.2f} [{100 * row.accuracy_ci_low:.2f}, {100 * row.accuracy_ci_high:.2f}]"
+                if ok else row.status),
+            "Δ pts vs reference (McNemar p)": (
+                f"{100 * row.accuracy_delta:+.2f} vs {row.reference} (p={row.mcnemar_p:.2g})"
+                if ok and not pd.isna(row.accuracy_delta) else ""),
+            "size (MB)": "" if pd.isna(row.size_mb) else f"{row.size_mb:.1f}",
+            "× FP32 size": "" if pd.isna(row.size_mb) else f"{row.size_mb / base_size:.3f}",
+        })
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True,
+                                          colalign=("left",) * 6 + ("right", "right"))

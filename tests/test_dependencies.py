@@ -1,0 +1,133 @@
+"""The dependency rule: every DVC stage declares exactly the code it runs, and the library has no import cycle.
+
+A stage's code is its script plus the transitive imports of that script inside src/prunequant (function-local
+imports count, read with ``ast``); a quantize stage also runs its scheme's family module, which the registry
+imports by name (``get_scheme``). A folder dep covers every file under it.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from tests.imports import PACKAGE, REPO, closure, graph, module_path
+from prunequant.quantization import FAMILIES, SCHEME_FAMILY
+
+DVC_FILES = ("dvc.yaml", "strategies/dvc.yaml", "bench/dvc.yaml")
+
+
+def _stages():
+    from dvc.repo import Repo
+
+    repo = Repo(str(REPO))
+    try:
+        return [stage for stage in repo.index.stages if stage.cmd]
+    finally:
+        repo.close()
+
+
+STAGES = _stages()
+
+
+def code_run_by(stage) -> set[Path]:
+    """The library files a stage's command runs: its script's closure, and its scheme's family."""
+    words = stage.cmd.split()
+    script = REPO / next(w for w in words if w.startswith("stages/") and w.endswith(".py"))
+    files = closure(script)
+    if "--scheme" in words:
+        scheme = words[words.index("--scheme") + 1]
+        family = module_path(f"prunequant.quantization.{FAMILIES[SCHEME_FAMILY[scheme]]}")
+        files |= {family} | closure(family)
+    return files | {script}
+
+
+def declared_code(stage) -> set[Path]:
+    """The stage's deps that are code (stages/ or src/prunequant), folders expanded to their Python files."""
+    files = set()
+    for dep in stage.deps:
+        path = Path(dep.fs_path).resolve()
+        if not (path.is_relative_to(PACKAGE) or path.is_relative_to(REPO / "stages")):
+            continue
+        files |= set(path.rglob("*.py")) if path.is_dir() else {path}
+    return files
+
+
+def test_every_dvc_file_is_read():
+    files = {Path(stage.dvcfile.path).resolve().relative_to(REPO).as_posix() for stage in STAGES}
+    assert files == set(DVC_FILES)
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: f"{Path(s.dvcfile.path).parent.name or 'root'}:{s.addressing}")
+def test_stage_declares_exactly_the_code_it_runs(stage):
+    runs, declared = code_run_by(stage), declared_code(stage)
+    missing = sorted(p.relative_to(REPO).as_posix() for p in runs - declared)
+    extra = sorted(p.relative_to(REPO).as_posix() for p in declared - runs)
+    assert not missing and not extra, f"{stage.addressing}: missing deps {missing}, extra deps {extra}"
+
+
+def test_no_import_cycle():
+    edges = graph()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node, path):
+        state[node] = 1
+        for target in sorted(edges.get(node, ())):
+            if state.get(target) == 1:
+                cycle = path[path.index(target):] + [target]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if target not in state:
+                visit(target, path + [target])
+        state[node] = 2
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+
+
+@pytest.mark.parametrize(("module", "allowed"), [
+    ("prunequant.errors", set()),
+    ("prunequant.io", {"prunequant.errors"}),
+    ("prunequant.params", {"prunequant.errors"}),
+])
+def test_the_bottom_layer_imports_nothing_above_it(module, allowed):
+    imported = {p for p in closure(module_path(module))} - {module_path("prunequant"), module_path(module)}
+    assert imported == {module_path(m) for m in allowed}
+
+
+def test_registry_core_imports_no_family_and_no_whole_file_check():
+    core = closure(module_path("prunequant.quantization"))
+    for family in FAMILIES.values():
+        assert module_path(f"prunequant.quantization.{family}") not in core
+    assert module_path("prunequant.check") not in core
+    assert module_path("prunequant.quantization") not in closure(module_path("prunequant.params"))
+
+
+def _registered_after_importing(module: str) -> set[str]:
+    import json
+    import subprocess
+    import sys
+
+    code = f"import json, {module}; from prunequant.quantization import SCHEMES; print(json.dumps(list(SCHEMES)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return set(json.loads(out.strip().splitlines()[-1]))
+
+
+def test_every_family_registers_exactly_its_schemes():
+    """SCHEME_FAMILY (what dvc.yaml and the dependency rule rely on) says which module registers each scheme."""
+    from prunequant.quantization.every import every_scheme
+
+    assert list(every_scheme()) == list(SCHEME_FAMILY)
+    modules = {family: f"prunequant.quantization.{name}" for family, name in FAMILIES.items()}
+    registered = {family: _registered_after_importing(module) for family, module in modules.items()}
+    for family, module in modules.items():
+        imported = closure(module_path(module))
+        others = {f for f, m in modules.items() if f != family and module_path(m) in imported}
+        own = registered[family] - set().union(*(registered[f] for f in others))
+        assert own == {name for name, f in SCHEME_FAMILY.items() if f == family}, family
+
+
+def test_closure_follows_function_local_imports(tmp_path):
+    script = tmp_path / "stage.py"
+    script.write_text("def main():\n    from prunequant.quantization import qat\n")
+    files = {p.relative_to(REPO).as_posix() for p in closure(script)}
+    assert {"src/prunequant/quantization/qat.py", "src/prunequant/training.py",
+            "src/prunequant/quantization/__init__.py", "src/prunequant/__init__.py"} <= files
