@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from prunequant.checkpoints import Checkpoints
 from prunequant.errors import StageCommand
 from prunequant.launch import relaunch
 from prunequant.modeling import (
@@ -16,8 +17,6 @@ from prunequant.params import BaseConfig, load
 from prunequant.splits import load_label_names, load_split
 from prunequant.training import (
     FinetuneConfig,
-    checkpoint_dir_for,
-    discard_checkpoints,
     finetune,
     is_main_process,
 )
@@ -41,6 +40,7 @@ def main(data_dir: Path, out_dir: Path, live_dir: Path, params_path: str) -> Non
     tokenizer = load_tokenizer(params.base.model)
     model = load_classifier(params.base.model, label_names=load_label_names(data_dir))
     check_max_seq_length(model, params.base.max_seq_length)
+    checkpoints = Checkpoints(out_dir)  # resumed after a kill, removed once the model is saved
     metrics = finetune(
         model,
         tokenizer,
@@ -50,11 +50,11 @@ def main(data_dir: Path, out_dir: Path, live_dir: Path, params_path: str) -> Non
         seed=params.base.seed,
         max_seq_length=params.base.max_seq_length,
         live_dir=live_dir,
-        checkpoint_dir=checkpoint_dir_for(out_dir),
+        checkpoints=checkpoints,
     )
     if is_main_process():
         save_classifier(model, tokenizer, out_dir)
-        discard_checkpoints(checkpoint_dir_for(out_dir))
+        checkpoints.discard()
         click.echo(f"finetune: validation accuracy {metrics['accuracy']:.4f} -> {out_dir}")
 
 

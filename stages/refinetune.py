@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from prunequant.checkpoints import Checkpoints
 from prunequant.errors import StageCommand
 from prunequant.launch import relaunch
 from prunequant.modeling import load_classifier, load_tokenizer, save_classifier
@@ -12,8 +13,6 @@ from prunequant.params import BaseConfig, load
 from prunequant.splits import load_split
 from prunequant.training import (
     RefinetuneConfig,
-    checkpoint_dir_for,
-    discard_checkpoints,
     finetune,
     is_main_process,
 )
@@ -45,15 +44,16 @@ def main(data_dir: Path, model_dir: Path, teacher_dir: Path, out_dir: Path, live
     set_seed(params.base.seed)
     model, tokenizer = load_classifier(str(model_dir)), load_tokenizer(str(model_dir))
     teacher = load_classifier(str(teacher_dir)) if cfg.distill else None
+    checkpoints = Checkpoints(out_dir)  # resumed after a kill, removed once the model is saved
     metrics = finetune(
         model, tokenizer, train, validation, cfg,
         seed=params.base.seed, max_seq_length=params.base.max_seq_length, live_dir=live_dir,
         teacher=teacher, kept_layers=getattr(model.config, "pruned_from_layers", None),
-        checkpoint_dir=checkpoint_dir_for(out_dir),
+        checkpoints=checkpoints,
     )
     if is_main_process():
         save_classifier(model, tokenizer, out_dir)
-        discard_checkpoints(checkpoint_dir_for(out_dir))
+        checkpoints.discard()
         click.echo(f"refinetune: validation accuracy {metrics['accuracy']:.4f} "
                    f"({'distilled' if cfg.distill else 'plain'}) -> {out_dir}")
 

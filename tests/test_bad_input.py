@@ -31,7 +31,7 @@ GOOD = {
                  "checkpoint_steps": 0},
     "refinetune": {"epochs": 1, "batch_size": 8},
     "prune": {"keep_layers": [1]},
-    "quantize": {"schemes": by_family("int8-dynamic", "fp16")},
+    "quantize": {"schemes": by_family("int8-dynamic", "fp16"), "settings": {"int8-dynamic": {}, "fp16": {}}},
 }
 PROGRESS = re.compile(r"^\s*(Map:\s*)?\d+%\|.*\|")  # a tqdm bar
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from prunequant import bench, bench_table, bench_worker, timing
 from prunequant.bench import BenchConfig
-from prunequant.check import load_params, params_from_dict
+from prunequant.check import params_from_dict
 from prunequant.errors import PrunequantError
 from prunequant.quantization import write_manifest
 from prunequant.quantization.every import every_scheme
@@ -260,10 +260,6 @@ def test_bench_gpu_without_cuda_exits_0_and_keeps_the_previous_csv(tmp_path, mon
     (out / "gpu.csv").write_text("earlier rows from a GPU machine\n")
     assert CliRunner().invoke(stage.main, args).exit_code == 0
     assert (out / "gpu.csv").read_text() == "earlier rows from a GPU machine\n"
-
-
-def test_repo_params_bench_section_loads():
-    assert load_params(REPO / "params.yaml").bench == BenchConfig()
 
 
 def test_a_runtime_that_fails_at_one_point_gives_rows_with_the_reason():

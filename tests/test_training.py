@@ -67,29 +67,29 @@ def test_hidden_state_matching_needs_a_pruned_model(tiny_model_dir):
 
 
 def test_relaunch_needs_a_gpu_per_process_on_cuda(monkeypatch):
-    from prunequant import training
+    from prunequant import launch
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    monkeypatch.setattr(training.torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(training.torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(launch.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(launch.torch.cuda, "device_count", lambda: 2)
     with pytest.raises(PrunequantError, match=r"finetune.processes is 4 but this machine has 2 GPU\(s\)"):
-        training.relaunch(4, "finetune")
-    training.relaunch(1, "finetune")  # one process: runs here, no launcher
+        launch.relaunch(4, "finetune")
+    launch.relaunch(1, "finetune")  # one process: runs here, no launcher
     monkeypatch.setenv("LOCAL_RANK", "0")
-    monkeypatch.setattr(training, "_die_with_launcher", lambda: None)
-    training.relaunch(4, "finetune")  # already launched: runs here
+    monkeypatch.setattr(launch, "_die_with_launcher", lambda: None)
+    launch.relaunch(4, "finetune")  # already launched: runs here
 
 
 def test_relaunch_command(monkeypatch):
     """Two processes on CPU: the stage becomes `accelerate launch --multi_gpu` (exec) with gloo, the same argv."""
-    from prunequant import training
+    from prunequant import launch
 
     calls = []
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    monkeypatch.setattr(training.torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(training.sys, "argv", ["stages/finetune.py", "--out", "m"])
-    monkeypatch.setattr(training.os, "execve", lambda path, command, env: calls.append((command, env)))
-    training.relaunch(2, "finetune")
+    monkeypatch.setattr(launch.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(launch.sys, "argv", ["stages/finetune.py", "--out", "m"])
+    monkeypatch.setattr(launch.os, "execve", lambda path, command, env: calls.append((command, env)))
+    launch.relaunch(2, "finetune")
     command, env = calls[0]
     assert command[1:4] == ["-m", "accelerate.commands.launch", "--multi_gpu"]
     assert command[command.index("--num_processes") + 1] == "2"

@@ -2,19 +2,14 @@
 
 The same code runs in one process or in several started by ``accelerate launch`` (see
 :func:`prunequant.launch.relaunch`): the Trainer splits each global batch of ``batch_size`` rows over the processes.
-Training checkpoints every ``checkpoint_steps`` optimizer steps and resumes from the last complete
-checkpoint when it is run again with the same inputs.
+The training stages checkpoint every ``checkpoint_steps`` optimizer steps and resume from the last
+complete checkpoint when run again with the same inputs (:mod:`prunequant.checkpoints`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import math
 import os
-import re
-import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -202,84 +197,6 @@ class DistillationTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
-COMPLETE = "prunequant-complete"  # written into a checkpoint folder once the Trainer has saved all of it
-
-
-class MarkCompleteCheckpoints(TrainerCallback):
-    """Mark each checkpoint once it is whole, so a run killed while saving never resumes from half of one."""
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            (Path(args.output_dir) / f"checkpoint-{state.global_step}" / COMPLETE).touch()
-
-
-def _fingerprint(cfg: FinetuneConfig, seed: int, max_seq_length: int, frames, models) -> str:
-    """A digest of everything a training run depends on: a checkpoint is resumed only by the same run."""
-    digest = hashlib.sha256(json.dumps(
-        {"config": type(cfg).__name__, **dataclasses.asdict(cfg), "seed": seed, "max_seq_length": max_seq_length,
-         "world_size": world_size()}, sort_keys=True, default=str).encode())
-    for frame in frames:
-        digest.update(pd.util.hash_pandas_object(frame[["text", "label"]], index=False).to_numpy().tobytes())
-    for model in models:
-        for name, tensor in model.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())
-    return digest.hexdigest()
-
-
-def _checkpoint_step(path: Path) -> int:
-    return int(re.fullmatch(r"checkpoint-(\d+)", path.name).group(1))
-
-
-def _clear_other_runs(checkpoint_dir: Path, fingerprint: str) -> None:
-    """Keep only this very run's complete checkpoints (run by the main process alone)."""
-    stamp = checkpoint_dir / "fingerprint"
-    if checkpoint_dir.exists() and not (stamp.is_file() and stamp.read_text() == fingerprint):
-        shutil.rmtree(checkpoint_dir)  # another run's (other params, data or weights): start over
-    for partial in checkpoint_dir.glob("checkpoint-*"):
-        if not (partial / COMPLETE).is_file():
-            shutil.rmtree(partial)  # killed while saving
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(fingerprint)
-
-
-def resume_point(checkpoint_dir: Path, fingerprint: str) -> str | None:
-    """The newest complete checkpoint of this very run, or None; stale checkpoints are removed first.
-
-    Call it after the process group exists (TrainingArguments creates it): every process waits until
-    the main one has cleared the folder, so all of them resume from the same checkpoint.
-    """
-    from accelerate import PartialState
-
-    if is_main_process():
-        _clear_other_runs(checkpoint_dir, fingerprint)
-    PartialState().wait_for_everyone()
-    complete = [p for p in checkpoint_dir.glob("checkpoint-*") if (p / COMPLETE).is_file()]
-    return str(max(complete, key=_checkpoint_step)) if complete else None
-
-
-def _load_cpu_n_as_cpu() -> None:
-    """Let torch.load map 'cpu:<rank>' to the CPU: the Trainer resumes a multi-process CPU (gloo) run with
-    map_location=args.device, which is 'cpu:<rank>' there, and torch knows no such location."""
-    if getattr(_load_cpu_n_as_cpu, "done", False):
-        return
-    torch.serialization.register_package(
-        11, lambda obj: None, lambda obj, location: obj if str(location).startswith("cpu:") else None)
-    _load_cpu_n_as_cpu.done = True
-
-
-def checkpoint_dir_for(out_dir: str | os.PathLike) -> Path:
-    """Where the run writing ``out_dir`` keeps its checkpoints: a hidden folder beside it (git-ignored)."""
-    out_dir = Path(out_dir)
-    return out_dir.parent / f".{out_dir.name}.checkpoints"
-
-
-def discard_checkpoints(checkpoint_dir: str | os.PathLike | None) -> None:
-    """Remove a finished run's checkpoints (call once its model is saved)."""
-    if checkpoint_dir is not None and is_main_process():
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-
-
 def finetune(
     model,
     tokenizer,
@@ -292,14 +209,15 @@ def finetune(
     live_dir: str | os.PathLike | None = None,
     teacher=None,
     kept_layers: list[int] | None = None,
-    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoints=None,
 ) -> dict[str, float]:
     """Fine-tune ``model`` in place on ``train``; return the final validation metrics.
 
     With a ``teacher`` and a :class:`RefinetuneConfig` whose ``distill`` is on, the loss is distilled
     from the teacher; ``kept_layers`` maps the student's layers to the teacher's for hidden states.
-    With a ``checkpoint_dir``, the run saves a checkpoint every ``cfg.checkpoint_steps`` optimizer steps
-    there and resumes from the last complete one left by an interrupted run with the same inputs.
+    With ``checkpoints`` (a :class:`prunequant.checkpoints.Checkpoints`, which the training stages pass), the
+    run saves a checkpoint every ``cfg.checkpoint_steps`` optimizer steps and resumes from the last complete
+    one left by an interrupted run with the same inputs; without, it keeps nothing (int8-qat's short run).
     """
     distill = isinstance(cfg, RefinetuneConfig) and cfg.distill and teacher is not None
     if cfg.batch_size % world_size():
@@ -308,11 +226,12 @@ def finetune(
             f"{world_size()} processes; set {cfg.section}.batch_size to a multiple of {world_size()}"
         )
     scratch = None
-    if checkpoint_dir is None or not cfg.checkpoint_steps:
+    if checkpoints is None or not cfg.checkpoint_steps:
+        checkpoints = None
         scratch = tempfile.TemporaryDirectory(prefix="prunequant-trainer-")
         output_dir = scratch.name
     else:
-        output_dir = Path(checkpoint_dir)
+        output_dir = checkpoints.folder
     args = TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=cfg.epochs,
@@ -335,15 +254,10 @@ def finetune(
         disable_tqdm=not is_main_process(),
     )
     resume = None
-    if scratch is None and world_size() > 1 and not torch.cuda.is_available():
-        _load_cpu_n_as_cpu()
-    if scratch is None:
-        fingerprint = _fingerprint(cfg, seed, max_seq_length, (train, validation),
-                                   (model, teacher) if distill else (model,))
-        resume = resume_point(output_dir, fingerprint)
-        if resume and is_main_process():
-            print(f"{cfg.section}: resuming from {resume}", flush=True)
-    callbacks = [StopOnNonFiniteLoss(), MarkCompleteCheckpoints()]
+    if checkpoints is not None:  # after TrainingArguments: every process resumes from the same checkpoint
+        resume = checkpoints.resume_point(cfg, seed, max_seq_length, (train, validation),
+                                          (model, teacher) if distill else (model,))
+    callbacks = [StopOnNonFiniteLoss(), *([checkpoints.callback()] if checkpoints is not None else [])]
     if live_dir is not None and is_main_process():
         Path(live_dir).mkdir(parents=True, exist_ok=True)
         callbacks.append(_live_callback(live_dir))

@@ -230,6 +230,7 @@ class QuantizeConfig:
             key = f"quantize.schemes.{family}"
             require_param(isinstance(names, list | tuple), key, f"must be a list of scheme names, got {names!r}")
             for i, name in enumerate(names):
+                require_param(isinstance(name, str), f"{key}[{i}]", f"must be a scheme name, got {name!r}")
                 check_scheme_name(name, f"{key}[{i}]")
                 require_param(name != "fp32", f"{key}[{i}]",
                               "is fp32: the models themselves, scored by the evaluate stages; remove it")
