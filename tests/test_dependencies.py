@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import DVC_FILES
 from tests.imports import PACKAGE, REPO, closure, graph, module_path
 from prunequant.quantization import FAMILIES, SCHEME_FAMILY
-
-DVC_FILES = ("dvc.yaml", "strategies/dvc.yaml", "bench/dvc.yaml")
 
 
 def _stages():

@@ -16,6 +16,7 @@ from prunequant.bench_table import COLUMNS as BENCH_COLUMNS
 from .conftest import by_family
 
 REPO = Path(__file__).resolve().parents[1]
+MACHINE = "machine/dvc.yaml:machine"  # the accelerator check, always run by `dvc repro`
 IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "models", "predictions", "cache", "tmp", "__pycache__",
                                 "*.egg-info", ".pytest_cache", "dvc_plots")
 
@@ -66,7 +67,7 @@ def repo(tmp_path_factory):
     )
     result = sh("dvc", "repro", cwd=repo)
     assert ran_stages(result.stdout) == sorted([
-        "evaluate", "evaluate-pruned@4", "finetune", "machine", "prepare", "prune@4", "quantize-gpu-pruned@4-fp16",
+        "evaluate", "evaluate-pruned@4", "finetune", MACHINE, "prepare", "prune@4", "quantize-gpu-pruned@4-fp16",
         "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-gpu@baseline-fp16", "quantize-onnx@baseline-onnx-int8-dynamic",
         "refinetune@4", "report", "results", "sensitivity"])
     return repo
@@ -132,8 +133,8 @@ def test_every_model_is_quantized_and_scored(repo):
 
 def test_second_repro_reruns_nothing(repo):
     result = sh("dvc", "repro", cwd=repo)
-    assert ran_stages(result.stdout) == ["machine"]  # always checked; its unchanged output reruns nothing
-    assert sh("dvc", "status", "dvc.yaml", cwd=repo).stdout.split() == ["machine:", "always", "changed"]
+    assert ran_stages(result.stdout) == [MACHINE]  # always checked; its unchanged output reruns nothing
+    assert sh("dvc", "status", "dvc.yaml", cwd=repo).stdout.split() == ["Data", "and", "pipelines", "are", "up", "to", "date."]
 
 
 
@@ -141,7 +142,7 @@ def test_bench_cpu_times_every_cpu_variant_and_plain_repro_never_benchmarks(repo
     set_params(repo, bench={"warmup": 1, "runs": 3, "min_runs": 2, "max_seconds": 0.05, "batch_sizes": [1, 2],
                             "seq_lengths": [8, 16], "batch_seq_length": 16})
     result = sh("dvc", "repro", "bench/dvc.yaml:bench-cpu", cwd=repo)  # what `make bench-cpu` runs
-    assert ran_stages(result.stdout) == ["bench/dvc.yaml:bench-cpu", "machine"]  # the models are reused
+    assert ran_stages(result.stdout) == ["bench/dvc.yaml:bench-cpu", MACHINE]  # the models are reused
     csv = pd.read_csv(repo / "metrics" / "bench" / "cpu.csv")
     assert csv.groupby(["variant", "runtime"]).size().to_dict() == {  # fp16 needs CUDA: not a CPU variant
         ("baseline", "eager"): 3, ("baseline-onnx-int8-dynamic", "onnxruntime"): 3,
@@ -195,7 +196,7 @@ def test_evaluate_change_reruns_no_training(repo):
     # The CIs in sensitivity.csv change, so prune reruns, but it cuts the same layers: the costly
     # re-finetuning is skipped.
     assert ran_stages(result.stdout) == sorted([
-        "evaluate", "evaluate-pruned@4", "machine", "prune@4", "quantize-gpu-pruned@4-fp16",
+        "evaluate", "evaluate-pruned@4", MACHINE, "prune@4", "quantize-gpu-pruned@4-fp16",
         "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-gpu@baseline-fp16", "quantize-onnx@baseline-onnx-int8-dynamic",
         "report", "results", "sensitivity"])
 
@@ -206,7 +207,7 @@ def test_changing_one_schemes_settings_reruns_only_that_scheme(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = sh("dvc", "repro", cwd=repo)
     assert ran_stages(result.stdout) == sorted([
-        "machine", "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-onnx@baseline-onnx-int8-dynamic", "report",
+        MACHINE, "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-onnx@baseline-onnx-int8-dynamic", "report",
         "results"])
 
 
@@ -238,7 +239,7 @@ def test_adding_a_prune_variant_runs_only_its_stages(repo):
     set_params(repo, prune={"keep_layers": [4, 5]})
     result = sh("dvc", "repro", cwd=repo)
     assert ran_stages(result.stdout) == sorted([
-        "evaluate-pruned@5", "machine", "prune@5", "quantize-gpu-pruned@5-fp16", "quantize-onnx-pruned@5-onnx-int8-dynamic",
+        "evaluate-pruned@5", MACHINE, "prune@5", "quantize-gpu-pruned@5-fp16", "quantize-onnx-pruned@5-onnx-int8-dynamic",
         "refinetune@5", "report", "results"])
 
 
@@ -277,7 +278,7 @@ def test_a_team_shares_outputs_through_a_dvc_remote(repo, tmp_path):
     sh("dvc", "pull", "dvc.yaml", cwd=other)
     assert (other / "models" / "baseline" / "model.safetensors").read_bytes() == (
         repo / "models" / "baseline" / "model.safetensors").read_bytes()
-    assert ran_stages(sh("dvc", "repro", cwd=other).stdout) == ["machine"]  # always checked, nothing else
+    assert ran_stages(sh("dvc", "repro", cwd=other).stdout) == [MACHINE]  # always checked, nothing else
 
 def test_unreachable_hub_model_fails_in_one_line_and_keeps_prepared_data(repo):
     before = {p.name: p.read_bytes() for p in (repo / "data" / "prepared").iterdir()}

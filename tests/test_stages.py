@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import DVC_FILES
+
 REPO = Path(__file__).resolve().parents[1]
 STAGES = sorted(p.stem for p in (REPO / "stages").glob("*.py"))
 
@@ -21,7 +23,7 @@ def test_dvc_stages_call_exactly_the_stage_scripts():
 
     import yaml
 
-    stages = [stage for dvc_yaml in ("dvc.yaml", "strategies/dvc.yaml", "bench/dvc.yaml")
+    stages = [stage for dvc_yaml in DVC_FILES
               for stage in yaml.safe_load((REPO / dvc_yaml).read_text())["stages"].values()]
     called = {re.search(r"stages/(\w+)\.py", (s.get("do") or s)["cmd"]).group(1) for s in stages}
     assert called == set(STAGES)
