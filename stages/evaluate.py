@@ -7,7 +7,7 @@ import click
 from prunequant.errors import StageCommand
 from prunequant.evaluation import EvaluateConfig, save_predictions, score_splits
 from prunequant.io import model_size_mb, write_json
-from prunequant.modeling import load_classifier, load_tokenizer, num_layers
+from prunequant.modeling import load_classifier, load_tokenizer, num_layers, training_precision_of
 from prunequant.params import BaseConfig, load
 
 
@@ -33,6 +33,7 @@ def main(
         "model": params.base.model,
         "layers": num_layers(model),
         "precision": "fp32",
+        "trained_in": training_precision_of(model_dir),
         "device": "cpu",
         "size_mb": round(model_size_mb(model_dir), 3),
         "status": "ok",

@@ -14,7 +14,7 @@ from prunequant.evaluation import (
 )
 from prunequant.io import atomic_dir, model_size_mb, write_json, write_text
 from prunequant.modelcard import model_card
-from prunequant.modeling import num_layers
+from prunequant.modeling import num_layers, training_precision_of
 from prunequant.params import BaseConfig, load
 from prunequant.quantization import (
     SCHEME_FAMILY,
@@ -56,7 +56,7 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
         load_predictions(reference, split)
     train, validation = load_split(data_dir, "train"), load_split(data_dir, "validation")
     result = {"variant": variant, "model": params.base.model, "precision": scheme.name, "device": scheme.device,
-              "reference": reference.name}
+              "reference": reference.name, "source_trained_in": training_precision_of(model_dir)}
     unavailable = not_available_reason(scheme)
     with atomic_dir(out_dir) as tmp:
         if unavailable:

@@ -59,3 +59,21 @@ def test_paired_test_counts_discordant_pairs_only():
 def test_paired_test_refuses_misaligned_predictions():
     with pytest.raises(PrunequantError, match="other examples"):
         paired_test(predictions([1, 0]), predictions([1, 0]).assign(idx=[5, 6]))
+
+
+def test_paired_command_compares_two_runs_predictions(tmp_path):
+    """`python -m prunequant.paired A B`: how the README compares bf16- with FP32-trained models."""
+    import json
+    import subprocess
+    import sys
+
+    reference, variant = tmp_path / "fp32", tmp_path / "bf16"
+    for folder, correct in ((reference, [1] * 90 + [0] * 10), (variant, [0] * 15 + [1] * 75 + [0] * 10)):
+        folder.mkdir()
+        for split in ("validation", "test"):
+            predictions(correct).to_parquet(folder / f"{split}.parquet")
+    result = subprocess.run([sys.executable, "-m", "prunequant.paired", str(reference), str(variant),
+                             "--out", str(tmp_path / "out.json")], capture_output=True, text=True, check=True)
+    assert "test: 90.00 -> 75.00 (-15.00 pts, McNemar p=6.1e-05: worse; n=100)" in result.stdout
+    saved = json.loads((tmp_path / "out.json").read_text())
+    assert saved["test"]["variant"]["accuracy"] == 0.75 and saved["test"]["only_reference_correct"] == 15

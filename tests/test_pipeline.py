@@ -131,6 +131,20 @@ def test_every_model_is_quantized_and_scored(repo):
     assert json.loads((repo / "metrics" / "machine.json").read_text())["cuda"] is False
 
 
+def test_training_runs_in_what_auto_resolves_to_on_this_machine_and_says_so(repo):
+    machine = json.loads((repo / "metrics" / "machine.json").read_text())
+    precision = "bf16" if machine["bf16"] else "fp32"
+    assert json.loads((repo / "metrics" / "finetune" / "metrics.json").read_text())["precision"] == precision
+    for model in ("baseline", "pruned-4"):
+        assert json.loads((repo / "models" / model / "config.json").read_text())["training_precision"] == precision
+    from safetensors import safe_open
+
+    with safe_open(repo / "models" / "baseline" / "model.safetensors", "pt") as weights:  # master weights: FP32
+        assert {str(weights.get_slice(name).get_dtype()) for name in weights.keys()} == {"F32"}
+    card = (repo / "models" / "quantized" / "baseline-onnx-int8-dynamic" / "README.md").read_text()
+    assert ("in bf16 mixed precision, FP32 weights" if machine["bf16"] else "in FP32") in card
+
+
 def test_second_repro_reruns_nothing(repo):
     result = sh("dvc", "repro", cwd=repo)
     assert ran_stages(result.stdout) == [MACHINE]  # always checked; its unchanged output reruns nothing

@@ -13,11 +13,12 @@ from prunequant.training import FinetuneConfig, RefinetuneConfig, finetune
 from .conftest import tiny_frame
 
 
-def run(tiny_model_dir, live_dir=None, seed=0):
+def run(tiny_model_dir, live_dir=None, seed=0, precision="fp32"):
     set_seed(seed)
     model = load_classifier(str(tiny_model_dir))
     tokenizer = load_tokenizer(str(tiny_model_dir))
-    cfg = FinetuneConfig(epochs=10, learning_rate=1e-2, batch_size=16, warmup_ratio=0.0, logging_steps=5)
+    cfg = FinetuneConfig(epochs=10, learning_rate=1e-2, batch_size=16, warmup_ratio=0.0, logging_steps=5,
+                         precision=precision)
     frame = tiny_frame(40)
     metrics = finetune(model, tokenizer, frame, frame, cfg, seed=seed, max_seq_length=16, live_dir=live_dir)
     return model, metrics
@@ -35,11 +36,46 @@ def test_finetune_learns_and_logs_curves(tiny_model_dir, tmp_path, monkeypatch):
     assert steps == sorted(steps) and steps[0] == 5  # optimizer steps, not log counts
 
 
-def test_finetune_is_deterministic(tiny_model_dir):
-    first, _ = run(tiny_model_dir, seed=3)
-    second, _ = run(tiny_model_dir, seed=3)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_finetune_is_deterministic(tiny_model_dir, precision):
+    first, _ = run(tiny_model_dir, seed=3, precision=precision)
+    second, _ = run(tiny_model_dir, seed=3, precision=precision)
     for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
-        torch.testing.assert_close(a, b)
+        assert torch.equal(a, b)  # bit for bit: the same params on the same machine give the same model
+
+
+def test_bf16_training_autocasts_but_keeps_fp32_weights_and_says_so(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fp32, _ = run(tiny_model_dir, seed=3)
+    bf16, metrics = run(tiny_model_dir, seed=3, precision="bf16", live_dir=tmp_path / "live")
+    assert metrics["accuracy"] > 0.9
+    assert all(p.dtype == torch.float32 for p in bf16.parameters())  # master weights: the saved model is FP32
+    assert any(not torch.equal(a, b) for a, b in zip(fp32.parameters(), bf16.parameters()))  # bf16 compute ran
+    again, _ = run(tiny_model_dir, seed=3)  # an FP32 run after a bf16 one in the same process is FP32 again
+    assert all(torch.equal(a, b) for a, b in zip(fp32.state_dict().values(), again.state_dict().values()))
+    assert bf16.config.training_precision == "bf16" and fp32.config.training_precision == "fp32"
+    assert json.loads((tmp_path / "live" / "metrics.json").read_text())["precision"] == "bf16"
+
+
+def test_auto_falls_back_to_fp32_without_native_bf16(tiny_model_dir, monkeypatch, capsys):
+    from prunequant import accelerator
+
+    monkeypatch.setattr(accelerator, "probe", lambda: {"cuda": False, "gpu": None, "bf16": False})
+    model, _ = run(tiny_model_dir, seed=3, precision="auto")
+    assert "finetune: precision auto -> fp32 (this CPU has no native bfloat16: falling back to FP32)" in (
+        capsys.readouterr().out)
+    assert model.config.training_precision == "fp32"
+    fp32, _ = run(tiny_model_dir, seed=3, precision="fp32")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fp32.state_dict().values()))
+
+
+def test_auto_picks_bf16_where_native(tiny_model_dir, monkeypatch, capsys):
+    from prunequant import accelerator
+
+    monkeypatch.setattr(accelerator, "probe", lambda: {"cuda": False, "gpu": None, "bf16": True})
+    model, _ = run(tiny_model_dir, seed=3, precision="auto")
+    assert "finetune: precision auto -> bf16 (this CPU has native bfloat16)" in capsys.readouterr().out
+    assert model.config.training_precision == "bf16"
 
 
 def test_distillation_trains_a_pruned_student(tiny_model_dir):

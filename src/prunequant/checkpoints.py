@@ -30,11 +30,12 @@ class MarkCompleteCheckpoints(TrainerCallback):
             (Path(args.output_dir) / f"checkpoint-{state.global_step}" / COMPLETE).touch()
 
 
-def _fingerprint(cfg: FinetuneConfig, seed: int, max_seq_length: int, frames, models) -> str:
-    """A digest of everything a training run depends on: a checkpoint is resumed only by the same run."""
+def _fingerprint(cfg: FinetuneConfig, seed: int, max_seq_length: int, frames, models, precision: str) -> str:
+    """A digest of everything a training run depends on: a checkpoint is resumed only by the same run
+    (``precision``: what ``cfg.precision`` resolved to on this machine)."""
     digest = hashlib.sha256(json.dumps(
         {"config": type(cfg).__name__, **dataclasses.asdict(cfg), "seed": seed, "max_seq_length": max_seq_length,
-         "world_size": world_size()}, sort_keys=True, default=str).encode())
+         "world_size": world_size(), "resolved_precision": precision}, sort_keys=True, default=str).encode())
     for frame in frames:
         digest.update(pd.util.hash_pandas_object(frame[["text", "label"]], index=False).to_numpy().tobytes())
     for model in models:
@@ -106,11 +107,12 @@ class Checkpoints:
     def callback(self) -> TrainerCallback:
         return MarkCompleteCheckpoints()
 
-    def resume_point(self, cfg: FinetuneConfig, seed: int, max_seq_length: int, frames, models) -> str | None:
+    def resume_point(self, cfg: FinetuneConfig, seed: int, max_seq_length: int, frames, models, *,
+                     precision: str) -> str | None:
         """The checkpoint this run resumes from (None: from the start); another run's checkpoints are removed."""
         if world_size() > 1 and not torch.cuda.is_available():
             _load_cpu_n_as_cpu()
-        resume = resume_point(self.folder, _fingerprint(cfg, seed, max_seq_length, frames, models))
+        resume = resume_point(self.folder, _fingerprint(cfg, seed, max_seq_length, frames, models, precision))
         if resume and is_main_process():
             print(f"{cfg.section}: resuming from {resume}", flush=True)
         return resume

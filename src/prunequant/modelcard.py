@@ -25,6 +25,13 @@ def _accuracy_lines(evaluation: dict) -> list[str]:
     return lines
 
 
+def _trained_in(evaluation: dict) -> str:
+    precision = evaluation.get("source_trained_in")
+    if precision in (None, "fp32"):
+        return " in FP32" if precision else ""
+    return f" in {precision} mixed precision, FP32 weights"
+
+
 def model_card(scheme, settings, evaluation: dict, *, source: str, source_size_mb: float | None, data: str,
                folder: str) -> str:
     """Markdown for ``<artifact>/README.md``; ``evaluation`` is the evaluate JSON of this artifact."""
@@ -42,7 +49,8 @@ def model_card(scheme, settings, evaluation: dict, *, source: str, source_size_m
         f"# {evaluation['variant']} · {scheme.name}",
         "",
         f"{scheme.name}: {scheme.summary}. Made by prunequant from `{source}` "
-        f"({evaluation['layers']} layers of `{evaluation['model']}`, fine-tuned on `{data}`); meant to run on "
+        f"({evaluation['layers']} layers of `{evaluation['model']}`, fine-tuned on `{data}`{_trained_in(evaluation)}); "
+        "meant to run on "
         f"{'a CUDA GPU' if scheme.device == 'cuda' else 'a CPU'}.",
         "",
     ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from prunequant.errors import PrunequantError, did_you_mean
 from prunequant.io import atomic_dir
@@ -104,3 +106,9 @@ def save_classifier(model, tokenizer, folder: str | os.PathLike) -> None:
     with atomic_dir(folder) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+
+
+def training_precision_of(folder: str | os.PathLike) -> str | None:
+    """The precision a saved model was trained in (``training_precision`` in its config.json), if recorded."""
+    config = Path(folder) / "config.json"
+    return json.loads(config.read_text()).get("training_precision") if config.is_file() else None

@@ -27,8 +27,9 @@ from transformers import (
     TrainingArguments,
 )
 
+from prunequant.accelerator import PRECISIONS, training_precision
 from prunequant.errors import PrunequantError
-from prunequant.params import require
+from prunequant.params import require, require_choice
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class FinetuneConfig:
     logging_steps: int = 20
     checkpoint_steps: int = 200  # optimizer steps between checkpoints a killed run resumes from; 0: none
     processes: int = 1  # > 1: `accelerate launch` runs that many (one per GPU; gloo on CPU without CUDA)
+    precision: str = "auto"  # auto, fp32, bf16 or fp16 (CUDA only): see prunequant.accelerator.training_precision
 
     section: ClassVar[str] = "finetune"  # the params.yaml section, for error messages
 
@@ -68,6 +70,7 @@ class FinetuneConfig:
         require(self.checkpoint_steps >= 0, f"{self.section}.checkpoint_steps",
                 f"must be >= 0 (0: no checkpoints), got {self.checkpoint_steps}")
         require(self.processes >= 1, f"{self.section}.processes", f"must be >= 1, got {self.processes}")
+        require_choice(self.precision, PRECISIONS, f"{self.section}.precision")
         require(self.batch_size % self.processes == 0, f"{self.section}.batch_size",
                 f"({self.batch_size}) must divide evenly over {self.section}.processes ({self.processes}); "
                 f"set it to a multiple of {self.processes}")
@@ -118,8 +121,9 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _live_callback(live_dir: str | os.PathLike):
-    """DVCLive's Trainer callback, stepping by optimizer step so curves share one x axis."""
+def _live_callback(live_dir: str | os.PathLike, precision: str):
+    """DVCLive's Trainer callback, stepping by optimizer step so curves share one x axis; metrics.json also
+    says which precision training ran in."""
     from dvclive import Live
     from transformers.integrations import DVCLiveCallback
 
@@ -135,6 +139,7 @@ def _live_callback(live_dir: str | os.PathLike):
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             super().on_train_begin(args, state, control, model=model, **kwargs)
+            self.live.summary["precision"] = precision
             # Resumed from a checkpoint: DVC removed the curves with the stage's outputs, and the
             # checkpoint's log history holds them; write them again so the curves are whole.
             for logs in state.log_history:
@@ -225,6 +230,10 @@ def finetune(
             f"params.yaml: {cfg.section}.batch_size ({cfg.batch_size}) must divide evenly over "
             f"{world_size()} processes; set {cfg.section}.batch_size to a multiple of {world_size()}"
         )
+    precision, note = training_precision(cfg.precision, f"{cfg.section}.precision")
+    if is_main_process():
+        print(f"{cfg.section}: {note}", flush=True)
+    model.config.training_precision = precision  # saved in config.json: what the weights were trained in
     scratch = None
     if checkpoints is None or not cfg.checkpoint_steps:
         checkpoints = None
@@ -232,6 +241,9 @@ def finetune(
         output_dir = scratch.name
     else:
         output_dir = checkpoints.folder
+    # TrainingArguments turns bf16/fp16 into this variable and never clears it, so without this line a run
+    # after a bf16 one in the same process would autocast too (accelerate reads it when fp16/bf16 are off).
+    os.environ["ACCELERATE_MIXED_PRECISION"] = {"fp32": "no"}.get(precision, precision)
     args = TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=cfg.epochs,
@@ -250,17 +262,19 @@ def finetune(
         seed=seed,
         data_seed=seed,
         use_cpu=not torch.cuda.is_available(),
+        bf16=precision == "bf16",  # mixed precision: FP32 weights, autocast compute (fp16 with loss scaling)
+        fp16=precision == "fp16",
         dataloader_num_workers=0,
         disable_tqdm=not is_main_process(),
     )
     resume = None
     if checkpoints is not None:  # after TrainingArguments: every process resumes from the same checkpoint
         resume = checkpoints.resume_point(cfg, seed, max_seq_length, (train, validation),
-                                          (model, teacher) if distill else (model,))
+                                          (model, teacher) if distill else (model,), precision=precision)
     callbacks = [StopOnNonFiniteLoss(), *([checkpoints.callback()] if checkpoints is not None else [])]
     if live_dir is not None and is_main_process():
         Path(live_dir).mkdir(parents=True, exist_ok=True)
-        callbacks.append(_live_callback(live_dir))
+        callbacks.append(_live_callback(live_dir, precision))
     trainer_class, extra = Trainer, {}
     if distill:
         trainer_class = DistillationTrainer

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from prunequant.accelerator import PRECISIONS, training_precision
 from prunequant.quantization import (
     PRUNEQUANT_LOAD,
     BuildContext,
@@ -37,6 +38,7 @@ class QatSettings:
     train_samples: int = 1024  # the first N training sentences (0: all of them)
     distill_alpha: float = 0.5  # weight of the FP32 source's soft logits; 1 - alpha goes to the labels
     quantize_embeddings: bool = True  # 8-bit embedding tables in the saved artifact, as int8-dynamic
+    precision: str = "auto"  # of the training compute, as finetune.precision (auto: bf16 where native)
 
     def __post_init__(self) -> None:
         require(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
@@ -44,6 +46,8 @@ class QatSettings:
         require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.train_samples >= 0, "train_samples", f"must be >= 0 (0: all), got {self.train_samples}")
         require(0 <= self.distill_alpha <= 1, "distill_alpha", f"must be in [0, 1], got {self.distill_alpha}")
+        require(self.precision in PRECISIONS, "precision",
+                f"is {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
 
 
 def _linear_filter(module, fqn: str) -> bool:
@@ -86,9 +90,10 @@ def _build(source: Path, out: Path, settings: QatSettings, context: BuildContext
     set_seed(context.seed)
     model, tokenizer, teacher = load_classifier(str(source)), load_tokenizer(str(source)), load_classifier(str(source))
     prepare_qat(model)
+    precision, _ = training_precision(settings.precision, "quantize.settings.int8-qat.precision")  # errors name it
     recipe = RefinetuneConfig(
         epochs=settings.epochs, learning_rate=settings.learning_rate, batch_size=settings.batch_size,
-        logging_steps=50, distill=settings.distill_alpha > 0, alpha=settings.distill_alpha,
+        logging_steps=50, distill=settings.distill_alpha > 0, alpha=settings.distill_alpha, precision=precision,
     )
     finetune(model, tokenizer, train, validation, recipe, seed=context.seed, max_seq_length=context.max_seq_length,
              teacher=teacher)
