@@ -1,4 +1,7 @@
-"""results: gather every evaluation into one results CSV (a row per variant, precision, device, split) and Markdown tables."""
+"""results: gather the evaluations of the variants params.yaml defines into one results CSV (a row per variant,
+precision, device, split) and Markdown tables. Which evaluations those are is derived from the params, the same
+way dvc.yaml names the stages' outputs, so files left by stages no longer defined never show.
+"""
 
 from pathlib import Path
 
@@ -8,20 +11,43 @@ from prunequant.errors import StageCommand
 from prunequant.evaluation import EvaluateConfig
 from prunequant.io import write_text
 from prunequant.params import load
+from prunequant.pruning import CompareConfig, PruneConfig
+from prunequant.quantization import QuantizeConfig
 from prunequant.results import collect_results, markdown_table, summary_table
 
 
+def root_evaluations(prune: PruneConfig, quantize: QuantizeConfig) -> list[str]:
+    """What the root dvc.yaml's evaluate, evaluate-pruned and quantize stages write (metrics/evaluate/<name>.json)."""
+    models = ["baseline", *(f"pruned-{n}" for n in prune.keep_layers)]
+    return [f"{model}-{precision}" for model in models for precision in ("fp32", *quantize.names)]
+
+
+def strategy_evaluations(compare: CompareConfig) -> list[str]:
+    """The baseline and what strategies/dvc.yaml's evaluate stages write."""
+    return ["baseline-fp32", *(f"pruned-{compare.keep_layers}-{strategy}-{training}-fp32"
+                               for strategy in compare.strategies for training in ("distill", "no-distill"))]
+
+
 @click.command(cls=StageCommand)
+@click.option("--pipeline", type=click.Choice(["root", "strategies"]), default="root", show_default=True,
+              help="Whose evaluations: the root dvc.yaml's or strategies/dvc.yaml's.")
 @click.option("--evaluations", type=click.Path(path_type=Path), required=True, multiple=True,
               help="Folder of evaluation JSONs, or one JSON; repeat to combine several.")
 @click.option("--results", type=click.Path(path_type=Path), required=True, help="CSV file for all results.")
 @click.option("--markdown", type=click.Path(path_type=Path), required=True, help="Markdown file for the tables.")
 @click.option("--title", default="Results", show_default=True, help="Heading of the Markdown file.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
-def main(evaluations: tuple[Path, ...], results: Path, markdown: Path, title: str, params_path: str) -> None:
+def main(pipeline: str, evaluations: tuple[Path, ...], results: Path, markdown: Path, title: str,
+         params_path: str) -> None:
     """Write one row per (variant, precision, device, split) to <results> and the tables to <markdown>."""
-    level = load(params_path, evaluate=EvaluateConfig).evaluate.confidence_level
-    table = collect_results(*evaluations)
+    if pipeline == "root":
+        params = load(params_path, evaluate=EvaluateConfig, prune=PruneConfig, quantize=QuantizeConfig)
+        names = root_evaluations(params.prune, params.quantize)
+    else:
+        params = load(params_path, evaluate=EvaluateConfig, compare=CompareConfig)
+        names = strategy_evaluations(params.compare)
+    level = params.evaluate.confidence_level
+    table = collect_results(*evaluations, names=names)
     write_text(results, table.to_csv(index=False))
     write_text(
         markdown,

@@ -258,6 +258,22 @@ def test_adding_a_prune_variant_runs_only_its_stages(repo):
 
 
 
+def test_rows_of_an_earlier_run_never_show(repo):
+    """Switching pruned models and schemes between two runs: no row of the first survives in the second."""
+    set_params(repo, prune={"keep_layers": [5]}, quantize={"schemes": by_family("onnx-int8-dynamic")})
+    try:
+        sh("dvc", "repro", cwd=repo)
+        results = pd.read_csv(repo / "metrics" / "results.csv")
+        assert sorted(set(zip(results.variant, results.precision, strict=True))) == [
+            ("baseline", "fp32"), ("baseline", "onnx-int8-dynamic"), ("pruned-5", "fp32"), ("pruned-5", "onnx-int8-dynamic")]
+        assert (repo / "metrics" / "evaluate" / "pruned-4-fp32.json").is_file()  # the first run's, still on disk
+        for report in ("results.md", "report.md"):
+            text = (repo / "reports" / report).read_text()
+            assert "pruned-4" not in text and "fp16" not in text, report
+    finally:
+        set_params(repo, prune={"keep_layers": [4]}, quantize={"schemes": by_family("onnx-int8-dynamic", "fp16")})
+
+
 def test_metrics_diff_compares_two_branches(repo):
     """The README's way to compare configurations: a branch per configuration, `dvc metrics diff`."""
     git = ("git", "-c", "user.name=t", "-c", "user.email=t@t")

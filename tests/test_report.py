@@ -5,6 +5,8 @@ import pytest
 from prunequant.errors import PrunequantError
 from prunequant.results import RESULT_COLUMNS, collect_results, markdown_table, summary_table
 
+from .conftest import by_family
+
 
 def evaluation(variant, accuracy):
     split = {"n": 100, "accuracy": accuracy, "accuracy_ci_low": accuracy - 0.05, "accuracy_ci_high": accuracy + 0.05}
@@ -72,3 +74,67 @@ def test_test_summary_has_one_row_per_artifact_with_size_ratio(tmp_path):
     assert len(lines) == 4  # header, rule, two artifacts
     assert "| 81.00 [76.00, 86.00]" in lines[3] and "-1.00 vs baseline-fp32 (p=0.5)" in lines[3]
     assert [cell.strip() for cell in lines[3].split("|")][-3:-1] == ["22.7", "0.250"]
+
+
+def test_only_the_named_evaluations_are_read(tmp_path):
+    (tmp_path / "baseline-fp32.json").write_text(json.dumps(evaluation("baseline", 0.82)))
+    (tmp_path / "pruned-4-fp32.json").write_text(json.dumps(evaluation("pruned-4", 0.8)))  # an earlier run's
+    table = collect_results(tmp_path, names=["baseline-fp32"])
+    assert table["variant"].unique().tolist() == ["baseline"]
+    with pytest.raises(PrunequantError, match=r"^pruned-5-fp32.json: not found in .*, though params.yaml defines "
+                                              r"it; run `dvc repro`$"):
+        collect_results(tmp_path, names=["baseline-fp32", "pruned-5-fp32"])
+
+
+def _results_stage_module():
+    import importlib.util
+
+    from .conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("results_stage", REPO / "stages" / "results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("params", [
+    {},  # this checkout's params.yaml
+    {"prune": {"keep_layers": [5, 2]}, "quantize": {"schemes": by_family("onnx-int8-dynamic", "fp16")},
+     "compare": {"keep_layers": 2, "strategies": ["top"]}},
+])
+def test_the_results_stages_read_exactly_what_the_pipelines_define(tmp_path, params):
+    """The names the results stage derives from params are the evaluation outputs of the stages dvc.yaml defines."""
+    import shutil
+    import subprocess
+
+    import yaml
+    from dvc.repo import Repo
+
+    from prunequant.params import load
+    from prunequant.pruning import CompareConfig, PruneConfig
+    from prunequant.quantization import QuantizeConfig
+
+    from .conftest import DVC_FILES, REPO
+
+    for name in (*DVC_FILES, "params.yaml"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, tmp_path / name)
+    values = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    for section, changes in params.items():
+        values[section].update(changes)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    repo = Repo(str(tmp_path))
+    try:
+        written = {out.fs_path for stage in repo.index.stages for out in stage.outs
+                   if out.fs_path.endswith(".json") and "/evaluate/" in out.fs_path}
+    finally:
+        repo.close()
+    stage = _results_stage_module()
+    config = load(tmp_path / "params.yaml", prune=PruneConfig, quantize=QuantizeConfig, compare=CompareConfig)
+    root = {str(tmp_path / "metrics" / "evaluate" / f"{name}.json")
+            for name in stage.root_evaluations(config.prune, config.quantize)}
+    strategies = stage.strategy_evaluations(config.compare)
+    assert strategies[0] == "baseline-fp32"
+    strategies = {str(tmp_path / "metrics" / "strategies" / "evaluate" / f"{name}.json") for name in strategies[1:]}
+    assert root | strategies == written and not root & strategies

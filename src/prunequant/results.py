@@ -59,14 +59,24 @@ def evaluation_rows(evaluation: dict) -> list[dict]:
     return rows
 
 
-def collect_results(*sources: str | os.PathLike) -> pd.DataFrame:
-    """Read the JSONs written by the evaluate stage (files, or every ``*.json`` of folders) into one sorted table."""
-    paths = []
-    for source in map(Path, sources):
-        found = sorted(source.glob("*.json")) if source.is_dir() else [source] if source.is_file() else []
-        if not found:
-            raise PrunequantError(f"{source}: no evaluation metrics found; run `dvc repro evaluate`")
-        paths += found
+def collect_results(*sources: str | os.PathLike, names: list[str] | None = None) -> pd.DataFrame:
+    """Read the JSONs written by the evaluate and quantize stages into one sorted table.
+
+    With ``names`` (what the stages the params define write, as the results stage passes), exactly
+    ``<name>.json`` for each, from the first source folder holding it (or a source file of that name): a
+    file left by a stage no longer defined is never read, and a missing one is an error. Without, every
+    ``*.json`` of the source folders, and the source files.
+    """
+    sources = [Path(source) for source in sources]
+    if names is not None:
+        paths = [_find_evaluation(name, sources) for name in names]
+    else:
+        paths = []
+        for source in sources:
+            found = sorted(source.glob("*.json")) if source.is_dir() else [source] if source.is_file() else []
+            if not found:
+                raise PrunequantError(f"{source}: no evaluation metrics found; run `dvc repro evaluate`")
+            paths += found
     rows = [row for path in paths for row in evaluation_rows(json.loads(path.read_text()))]
     table = pd.DataFrame(rows).reindex(columns=RESULT_COLUMNS)
     order = {"split": {split: i for i, split in enumerate(SPLITS)},
@@ -75,6 +85,15 @@ def collect_results(*sources: str | os.PathLike) -> pd.DataFrame:
         ["variant", "precision", "device", "split"],
         key=lambda col: col.map(lambda v: order[col.name].get(v, len(order[col.name]))) if col.name in order else col,
     ).reset_index(drop=True)
+
+
+def _find_evaluation(name: str, sources: list[Path]) -> Path:
+    for source in sources:
+        path = source / f"{name}.json" if source.is_dir() else source
+        if path.name == f"{name}.json" and path.is_file():
+            return path
+    where = " or ".join(str(source) for source in sources)
+    raise PrunequantError(f"{name}.json: not found in {where}, though params.yaml defines it; run `dvc repro`")
 
 
 def markdown_table(results: pd.DataFrame, confidence_level: float = 0.95) -> str:
