@@ -106,6 +106,7 @@ def test_the_results_stages_read_exactly_what_the_pipelines_define(tmp_path, par
     """The names the results stage derives from params are the evaluation outputs of the stages dvc.yaml defines."""
     import shutil
     import subprocess
+    import sys
 
     import yaml
     from dvc.repo import Repo
@@ -123,7 +124,7 @@ def test_the_results_stages_read_exactly_what_the_pipelines_define(tmp_path, par
     for section, changes in params.items():
         values[section].update(changes)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
-    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
     repo = Repo(str(tmp_path))
     try:
         written = {out.fs_path for stage in repo.index.stages for out in stage.outs
