@@ -63,6 +63,29 @@ def test_stage_declares_exactly_the_code_it_runs(stage):
     assert not missing and not extra, f"{stage.addressing}: missing deps {missing}, extra deps {extra}"
 
 
+# Options whose value a stage writes; every other path in a command (data/prepared, models/x, predictions/x, ...)
+# is read, so it must be a dep: DVC orders stages and reruns them by their deps alone.
+OUTPUT_OPTIONS = {"--out", "--metrics", "--predictions", "--live", "--csv", "--png", "--summary", "--markdown",
+                  "--recommendations"}
+
+
+def paths_read_by(stage) -> set[str]:
+    words = stage.cmd.split()
+    script = next(w for w in words if w.startswith("stages/"))
+    outputs = OUTPUT_OPTIONS | ({"--results"} if script == "stages/results.py" else set())
+    return {value for option, value in zip(words, words[1:], strict=False)
+            if option.startswith("--") and option not in outputs and "/" in value}
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: f"{Path(s.dvcfile.path).parent.name or 'root'}:{s.addressing}")
+def test_stage_declares_every_path_it_reads(stage):
+    wdir = Path(stage.wdir)
+    deps = [Path(dep.fs_path) for dep in stage.deps]
+    undeclared = sorted(p for p in paths_read_by(stage)
+                        if not any((wdir / p).is_relative_to(dep) for dep in deps))
+    assert not undeclared, f"{stage.addressing}: reads {undeclared} without declaring them as deps"
+
+
 def test_no_import_cycle():
     edges = graph()
     state: dict[str, int] = {}  # 1: on the current path, 2: done
