@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from prunequant.data import PrepareConfig, label_names_of, load_raw_splits, make_splits
+from prunequant.data import PrepareConfig, load_raw_splits, make_splits
 from prunequant.errors import StageCommand
 from prunequant.io import write_json
 from prunequant.params import BaseConfig, load
@@ -19,8 +19,8 @@ def main(out_dir: Path, metrics: Path, params_path: str) -> None:
     """Write <out>/{train,validation,test}.parquet (idx, text, label) and <out>/info.json."""
     params = load(params_path, base=BaseConfig, prepare=PrepareConfig)
     raw, source = load_raw_splits(params.base.data)
-    splits = make_splits(raw, source, params.prepare, params.base.seed)
-    summary = save_splits(splits, label_names_of(source), out_dir)
+    splits, label_names = make_splits(raw, source, params.prepare, params.base.seed)
+    summary = save_splits(splits, label_names, out_dir)
     write_json(metrics, summary["splits"])
     sizes = ", ".join(f"{name} {info['n']}" for name, info in summary["splits"].items())
     click.echo(f"prepare: {params.base.data}: {sizes} -> {out_dir}")

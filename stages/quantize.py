@@ -20,6 +20,7 @@ from prunequant.quantization import (
     SCHEME_FAMILY,
     BuildContext,
     QuantizeConfig,
+    build_artifact,
     get_scheme,
     load_artifact,
     not_available_reason,
@@ -59,6 +60,13 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
               "reference": reference.name, "source_trained_in": training_precision_of(model_dir)}
     unavailable = not_available_reason(scheme)
     with atomic_dir(out_dir) as tmp:
+        if not unavailable:
+            context = BuildContext(
+                train_texts=tuple(train["text"]), train_labels=tuple(int(v) for v in train["label"]),
+                validation_texts=tuple(validation["text"]), validation_labels=tuple(int(v) for v in validation["label"]),
+                seed=params.base.seed, max_seq_length=params.base.max_seq_length,
+            )
+            unavailable = build_artifact(scheme, model_dir, tmp, settings, context)  # n/a: what a family cannot do
         if unavailable:
             from transformers import AutoConfig
 
@@ -67,12 +75,6 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
             write_manifest(tmp, scheme, settings, str(model_dir), unavailable)
             frames = {}
         else:
-            context = BuildContext(
-                train_texts=tuple(train["text"]), train_labels=tuple(int(v) for v in train["label"]),
-                validation_texts=tuple(validation["text"]), validation_labels=tuple(int(v) for v in validation["label"]),
-                seed=params.base.seed, max_seq_length=params.base.max_seq_length,
-            )
-            scheme.build(model_dir, tmp, settings, context)
             write_manifest(tmp, scheme, settings, str(model_dir), "ok")
             model, tokenizer, _ = load_artifact(tmp)  # scored as a user loads it: from the folder alone
             result |= {"layers": num_layers(model), "size_mb": round(model_size_mb(tmp), 3), "status": "ok"}

@@ -197,9 +197,10 @@ CASES = {
         "prepare", PREPARE, "prepare.text_column: column 'text' not in the train split (did you mean 'texts'?)",
         {"base": {"data": "{case}/data.csv"}}, _csv(tiny_frame(10).rename(columns={"text": "texts"})),
         outputs=("prepared",)),
-    "non-binary-labels": Case(
-        "prepare", PREPARE, "labels of the train split must be 0/1, found 0, 1, 2",
-        {"base": {"data": "{case}/data.csv"}}, _csv(tiny_frame(10).assign(label=lambda f: f.index % 3)),
+    "missing-labels": Case(
+        "prepare", PREPARE, "prepare.label_column: 2 rows of the train split have no label in column 'label' (first: row 3)",
+        {"base": {"data": "{case}/data.csv"}},
+        _csv(tiny_frame(10).assign(label=lambda f: f.label.astype(object).where(~f.index.isin([3, 7]), ""))),
         outputs=("prepared",)),
     "empty-data-set": Case("prepare", PREPARE, "split is empty", {"base": {"data": "{case}/data.csv"}},
                            _csv(tiny_frame(10).iloc[:0]), outputs=("prepared",)),

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from prunequant.data import DATASETS, PrepareConfig, load_raw_splits, make_splits
+from prunequant.data import DATASETS, Labels, PrepareConfig, load_raw_splits, make_splits
 from prunequant.errors import PrunequantError
 from prunequant.splits import load_label_names, load_split, save_splits
 
@@ -9,7 +9,14 @@ from .conftest import tiny_frame
 
 
 def split(raw, cfg=PrepareConfig(), seed=0, source=None):
-    return make_splits(raw, source, cfg, seed)
+    return make_splits(raw, source, cfg, seed)[0]
+
+
+def three_classes(rows_per_label: int = 30) -> pd.DataFrame:
+    """Three learnable classes with text labels: the word decides the class."""
+    words = {"pos": "great", "neg": "awful", "neutral": "okay"}
+    return pd.DataFrame([{"text": f"the film was {word} {i}", "label": label}
+                         for i in range(rows_per_label) for label, word in words.items()])
 
 
 def test_carves_stratified_disjoint_splits_from_train():
@@ -58,10 +65,18 @@ def test_custom_columns():
     ("raw", "cfg", "expected"),
     [
         ({"train": tiny_frame().rename(columns={"text": "review"})}, PrepareConfig(), "column 'text' not in the train split"),
-        ({"train": tiny_frame().assign(label=lambda f: f.label * 2)}, PrepareConfig(), "must be 0/1, found 0, 2"),
+        ({"train": tiny_frame().assign(label=lambda f: f.label.astype(object).where(f.index != 5, None))},
+         PrepareConfig(), "1 rows of the train split have no label in column 'label' (first: row 5)"),
+        ({"train": tiny_frame().assign(text=lambda f: f.text.where(f.index % 10 != 3, "  "))},
+         PrepareConfig(), "8 rows of the train split have empty text in column 'text' (first: row 3)"),
+        ({"train": tiny_frame(), "test": tiny_frame(5).assign(label=lambda f: f.label + 1)}, PrepareConfig(),
+         "the test split has labels the train split lacks (2); the classes are 0, 1"),
+        ({"train": tiny_frame().assign(label="pos")}, PrepareConfig(), "every row of the train split has the label 'pos'"),
+        ({"train": tiny_frame().assign(label=-1)}, PrepareConfig(), "the train split has no labels"),
         ({"validation": tiny_frame()}, PrepareConfig(), "has no 'train' split"),
         ({"train": tiny_frame(2)}, PrepareConfig(), "split is empty"),
-        ({"train": tiny_frame().assign(label=1)}, PrepareConfig(), "has only one label"),
+        ({"train": tiny_frame().assign(label=lambda f: (f.index == 0).astype(int))}, PrepareConfig(),
+         "the validation split has only one label"),  # one row of class 1: it goes to the test split
     ],
 )
 def test_bad_data_gives_one_line_errors(raw, cfg, expected):
@@ -69,6 +84,34 @@ def test_bad_data_gives_one_line_errors(raw, cfg, expected):
         split(raw, cfg)
     assert expected in info.value.format_message()
     assert "\n" not in info.value.format_message()
+
+
+@pytest.mark.parametrize(("labels", "source", "classes", "names"), [
+    ((0, 1), DATASETS["rotten_tomatoes"], (0, 1), ("negative", "positive")),  # the task table's names
+    ((0, 1), None, (0, 1), ("0", "1")),
+    ((5, 1, 3), None, (1, 3, 5), ("1", "3", "5")),  # star ratings: sorted ids 0, 1, 2
+    ((1.0, 0.0), None, (0, 1), ("0", "1")),  # a column read as floats
+    (("pos", "neg"), DATASETS["rotten_tomatoes"], ("neg", "pos"), ("neg", "pos")),
+    (("b", 2, "a"), None, ("2", "a", "b"), ("2", "a", "b")),  # mixed: all as text
+])
+def test_labels_map_to_sorted_ids_with_their_names(labels, source, classes, names):
+    frame = pd.DataFrame({"text": [f"s{i}" for i in range(12)], "label": [labels[i % len(labels)] for i in range(12)]})
+    found = Labels.of(frame, source)
+    assert (found.classes, found.names) == (classes, names)
+    encoded = found.encode(frame, "train")["label"]
+    assert encoded.dtype == "int64"
+    assert [found.classes[i] for i in encoded] == [c if isinstance(c, str) else int(c) for c in
+                                                  (str(v) if isinstance(classes[0], str) else v for v in frame["label"])]
+
+
+def test_string_and_multi_class_labels_split_stratified():
+    splits, names = make_splits({"train": three_classes(40)}, None, PrepareConfig(), 0)
+    assert names == ("neg", "neutral", "pos")
+    for frame in splits.values():
+        assert sorted(frame["label"].unique()) == [0, 1, 2]
+        assert (frame["label"].value_counts().max() - frame["label"].value_counts().min()) <= 1  # stratified
+        for text, label in zip(frame["text"], frame["label"], strict=True):  # the word still decides the class
+            assert {"awful": "neg", "okay": "neutral", "great": "pos"}[text.split()[3]] == names[label]
 
 
 def test_packaged_rotten_tomatoes_loads_offline():

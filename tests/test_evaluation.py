@@ -4,7 +4,14 @@ import pytest
 import pandas as pd
 
 from prunequant.errors import PrunequantError
-from prunequant.evaluation import accuracy_ci, paired_test, predict_logits, predictions_frame
+from prunequant.evaluation import (
+    accuracy_ci,
+    forward_inputs,
+    macro_f1,
+    paired_test,
+    predict_logits,
+    predictions_frame,
+)
 from prunequant.modeling import load_classifier, load_tokenizer
 
 from .conftest import tiny_frame
@@ -37,7 +44,32 @@ def test_predictions_are_in_order_and_batch_independent(tiny_model_dir):
     table = predictions_frame("test", frame, by_four)
     assert list(table.columns) == ["split", "idx", "label", "prediction", "score"]
     assert (table["prediction"] == by_four.argmax(axis=1)).all()
-    assert table["score"].between(0, 1).all()
+    probabilities = np.exp(by_four) / np.exp(by_four).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(table["score"], probabilities.max(axis=1), rtol=1e-5)  # of the predicted class
+    named = predictions_frame("test", frame, by_four, ("bad", "good"))
+    assert named["label_name"].tolist() == [("bad", "good")[i] for i in frame["label"]]
+    assert named["prediction_name"].tolist() == [("bad", "good")[i] for i in table["prediction"]]
+
+
+def test_macro_f1_weighs_each_class_alike():
+    labels, predicted = np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 1, 1, 2, 0])
+    # per class F1 = 2 TP / (predicted + actual): 2/4, 4/5, 2/3
+    assert macro_f1(labels, predicted, 3) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert macro_f1(np.array([0, 0, 0, 1]), np.array([0, 0, 0, 0]), 2) == pytest.approx((6 / 7 + 0) / 2)
+
+
+def test_models_get_only_the_inputs_their_forward_takes(tiny_model_dir):
+    """A BERT tokenizer makes token_type_ids; DistilBERT's forward does not take them (a TypeError before)."""
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    batch = tokenizer(["the film was great"], return_tensors="pt")
+    model = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=40, dim=16, n_layers=1, n_heads=2,
+                                                                 hidden_dim=20, max_position_embeddings=32))
+    assert "token_type_ids" in batch and set(forward_inputs(model, batch)) == {"input_ids", "attention_mask"}
+    bert = load_classifier(str(tiny_model_dir))
+    assert set(forward_inputs(bert, batch)) == {"input_ids", "attention_mask", "token_type_ids"}
+    assert predict_logits(model, tokenizer, ["the film was great", "dull"], batch_size=2, max_seq_length=8).shape == (2, 2)
 
 
 def predictions(correct):

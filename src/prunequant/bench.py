@@ -130,8 +130,10 @@ def trained_targets(models: Path, params, device: str) -> list[Target]:
             note = ""
             if not (folder / "config.json").is_file():
                 note = f"n/a: {folder} not built; run `dvc repro`"
-            elif manifest and manifest.get("status", "ok") != "ok":
+            elif manifest and manifest.get("status", "ok").startswith("n/a: needs"):
                 note = f"{manifest['status']} (built on another machine; `dvc repro` rebuilds it here)"
+            elif manifest and manifest.get("status", "ok") != "ok":
+                note = manifest["status"]  # what a library cannot do for this model family
             for runtime in runtimes_for(scheme, device, params.bench.gpu_runtimes):
                 targets.append(Target(variant, name, runtime, device, family, str(folder), "trained", note))
     return targets

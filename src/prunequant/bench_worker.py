@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from prunequant.bench import SHAPES, Job, parse_shape
+from prunequant.evaluation import forward_inputs
 from prunequant.modeling import load_tokenizer, num_layers
 from prunequant.quantization import (
     BuildContext,
@@ -168,8 +169,8 @@ def run_job(job: Job) -> list[dict]:
             tensors = "np" if target.runtime == "onnxruntime" else "pt"
             inputs = dict(tokenizer(texts, padding="max_length", truncation=True, max_length=seq_len,
                                     return_tensors=tensors))
-            if tensors == "pt":
-                inputs = {k: v.to(target.device) for k, v in inputs.items()}
+            if tensors == "pt":  # only what the forward takes (DistilBERT: no token_type_ids)
+                inputs = {k: v.to(target.device) for k, v in forward_inputs(model, inputs).items()}
             else:
                 inputs = {k: v.astype("int64") for k, v in inputs.items()}
             if cuda:

@@ -1,8 +1,9 @@
 """Loading a sentence-classification data set and splitting it once for every later stage.
 
-A data set is a table of ``text`` and binary ``label`` rows. ``DATASETS`` names the known ones (the
-task table); any other name goes to ``datasets.load_dataset`` (a Hub name, ``name:config``) or is read
-as a local CSV/Parquet file.
+A data set is a table of ``text`` and ``label`` rows: two or more classes, labels as integers or strings
+(``pos``/``neg``), mapped once here to ids 0..n-1 in sorted order; the class names go into the prepared data and
+from there into every model's ``id2label``. ``DATASETS`` names the known ones (the task table); any other name
+goes to ``datasets.load_dataset`` (a Hub name, ``name:config``) or is read as a local CSV/Parquet file.
 """
 
 from __future__ import annotations
@@ -117,8 +118,17 @@ def _normalise(frame: pd.DataFrame, text_column: str, label_column: str, where: 
                 f"prepare.{key}: column {column!r} not in the {where} split"
                 f"{did_you_mean(column, frame.columns)}; its columns: {', '.join(map(str, frame.columns))}"
             )
-    out = pd.DataFrame({"text": frame[text_column].astype(str), "label": frame[label_column]})
-    return out
+    text, label = frame[text_column], frame[label_column]
+    for key, column, bad, what in (
+        ("text_column", text_column, text.isna() | (text.astype(str).str.strip() == ""), "empty text"),
+        ("label_column", label_column, label.isna() | (label.astype(str).str.strip() == ""), "no label"),
+    ):
+        if bad.any():
+            raise PrunequantError(
+                f"prepare.{key}: {int(bad.sum())} rows of the {where} split have {what} in column {column!r} "
+                f"(first: row {int(bad.to_numpy().argmax())}); drop or fill them"
+            )
+    return pd.DataFrame({"text": text.astype(str), "label": label})
 
 
 ID_COLUMNS = ("idx", "id")  # a source's own row ids (GLUE has idx), kept in the predictions
@@ -140,18 +150,52 @@ def _row_ids(frame: pd.DataFrame, where: str):
 
 def _labelled(frame: pd.DataFrame) -> bool:
     """GLUE-style test splits carry label -1 for every row: those cannot be scored."""
-    return len(frame) > 0 and bool((frame["label"] >= 0).all())
+    return len(frame) > 0 and not frame["label"].isin([-1]).all()
 
 
-def _check_binary(frame: pd.DataFrame, where: str) -> pd.DataFrame:
-    values = set(pd.unique(frame["label"]).tolist())
-    if not values <= {0, 1}:
-        shown = ", ".join(map(repr, sorted(values, key=str)[:6]))
-        raise PrunequantError(
-            f"prepare.label_column: labels of the {where} split must be 0/1, found {shown}; "
-            "prunequant handles binary classification"
-        )
-    return frame.astype({"label": "int64"})
+def _is_integer(value) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return False
+    return isinstance(value, int | np.integer) or (isinstance(value, float | np.floating) and float(value).is_integer())
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The classes of a data set: label values in id order (integers, or text) and a name for each."""
+
+    classes: tuple
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, train: pd.DataFrame, source: DataSource | None) -> Labels:
+        """The training split's classes, sorted: integers numerically, anything else as text.
+
+        Integer labels 0..n-1 of a data set in the task table take its names (negative/positive); otherwise a
+        class is named by its value.
+        """
+        values = pd.unique(train["label"]).tolist()
+        numeric = all(_is_integer(v) for v in values)
+        classes = sorted({int(v) for v in values}) if numeric else sorted({str(v) for v in values})
+        if len(classes) < 2:
+            raise PrunequantError(
+                f"prepare.label_column: every row of the train split has the label {classes[0]!r}; a classifier "
+                "needs at least two classes"
+            )
+        named = source is not None and classes == list(range(len(source.label_names)))
+        return cls(tuple(classes), tuple(source.label_names) if named else tuple(map(str, classes)))
+
+    def encode(self, frame: pd.DataFrame, where: str) -> pd.DataFrame:
+        """``frame`` with its labels replaced by class ids; a label the classes lack is a one-line error."""
+        numeric = isinstance(self.classes[0], int)
+        as_class = frame["label"].map(lambda v: int(v) if numeric and _is_integer(v) else v if numeric else str(v))
+        ids = as_class.map({c: i for i, c in enumerate(self.classes)})
+        unknown = sorted({str(v) for v in as_class[ids.isna()]})
+        if unknown:
+            raise PrunequantError(
+                f"prepare.label_column: the {where} split has labels the train split lacks ({', '.join(unknown[:5])}); "
+                f"the classes are {', '.join(map(str, self.classes))}: fix or drop those rows"
+            )
+        return frame.assign(label=ids.astype("int64"))
 
 
 def _stratified_take(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -169,8 +213,9 @@ def _cap(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
 
 def make_splits(
     raw: dict[str, pd.DataFrame], source: DataSource | None, cfg: PrepareConfig, seed: int
-) -> dict[str, pd.DataFrame]:
-    """Return shuffled, stratified train/validation/test frames with columns ``idx, text, label``.
+) -> tuple[dict[str, pd.DataFrame], tuple[str, ...]]:
+    """Return shuffled, stratified train/validation/test frames with columns ``idx, text, label`` (label ids
+    0..n-1), and the class names by id.
 
     Official splits are kept where they carry labels: ``test`` if labelled, else ``validation`` serves
     as the test set (as GLUE results are reported); what is missing is carved from ``train``.
@@ -188,7 +233,12 @@ def make_splits(
         frame.index = [f"{name}:{i}" for i in ids]
         frames[name] = frame
     frames = {name: frame for name, frame in frames.items() if _labelled(frame) or name == "train"}
-    frames = {name: _check_binary(frame, name) for name, frame in frames.items()}
+    if len(frames["train"]) == 0:
+        raise PrunequantError("prepare: the train split is empty: the data set has no rows; check base.data")
+    if not _labelled(frames["train"]):
+        raise PrunequantError("base.data: the train split has no labels (every label is -1); use a labelled data set")
+    labels = Labels.of(frames["train"], source)
+    frames = {name: labels.encode(frame, name) for name, frame in frames.items()}
 
     pool, carved_test = frames["train"], False
     if "test" in frames:
@@ -217,15 +267,11 @@ def make_splits(
         if frame["label"].nunique() < 2:
             raise PrunequantError(
                 f"prepare: the {name} split has only one label; raise prepare.max_train_samples/"
-                "max_eval_samples or use a data set with both labels"
+                "max_eval_samples or use a data set with more rows of each label"
             )
     rng = np.random.default_rng(seed)
-    return {
+    shuffled = {
         name: frame.iloc[rng.permutation(len(frame))].rename_axis("idx").reset_index()
         for name, frame in splits.items()
     }
-
-
-def label_names_of(source: DataSource | None) -> tuple[str, str]:
-    """Class names for the model config; generic names when the data set is not in the table."""
-    return source.label_names if source else ("LABEL_0", "LABEL_1")
+    return shuffled, labels.names

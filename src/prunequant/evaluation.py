@@ -1,4 +1,5 @@
-"""Scoring a classifier: per-example predictions and accuracy with a confidence interval."""
+"""Scoring a classifier: per-example predictions and accuracy with a confidence interval (macro-F1 as well
+when there are more than two classes)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,25 @@ def accuracy_ci(correct: np.ndarray, confidence_level: float = 0.95) -> dict[str
     }
 
 
+def macro_f1(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> float:
+    """The unweighted mean over classes of F1 (a class never predicted nor present scores 0)."""
+    scores = []
+    for c in range(num_classes):
+        true_pos = np.sum((predictions == c) & (labels == c))
+        predicted, actual = np.sum(predictions == c), np.sum(labels == c)
+        scores.append(2 * true_pos / (predicted + actual) if predicted + actual else 0.0)
+    return float(np.mean(scores))
+
+
+def forward_inputs(model, batch) -> dict:
+    """The tokenizer outputs ``model``'s forward names as arguments: a tokenizer may add ``token_type_ids``
+    that DistilBERT, for one, does not take (and a forward with ``**kwargs`` would pass on unchecked)."""
+    import inspect
+
+    accepted = inspect.signature(model.forward).parameters
+    return {key: value for key, value in batch.items() if key in accepted}
+
+
 @torch.inference_mode()
 def predict_logits(model, tokenizer, texts: list[str], *, batch_size: int, max_seq_length: int) -> np.ndarray:
     """Logits for ``texts``, in order, batched with per-batch padding."""
@@ -62,22 +82,29 @@ def predict_logits(model, tokenizer, texts: list[str], *, batch_size: int, max_s
         device = getattr(model, "device", None)  # GPU schemes: inputs go where the weights are
         if device is not None and str(device) != "cpu":
             batch = batch.to(device)
-        chunks.append(model(**batch).logits.float().cpu().numpy())
+        chunks.append(model(**forward_inputs(model, batch)).logits.float().cpu().numpy())
     return np.concatenate(chunks)
 
 
-def predictions_frame(split: str, frame: pd.DataFrame, logits: np.ndarray) -> pd.DataFrame:
-    """Per-example predictions (``split, idx, label, prediction, score``) for paired comparisons."""
+def predictions_frame(split: str, frame: pd.DataFrame, logits: np.ndarray,
+                      label_names: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Per-example predictions for paired comparisons: ``split, idx, label, prediction`` (class ids), ``score``
+    (the probability of the predicted class) and, given the class names, ``label_name, prediction_name``."""
     probs = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
-    return pd.DataFrame(
+    prediction = logits.argmax(axis=-1)
+    table = pd.DataFrame(
         {
             "split": split,
             "idx": frame["idx"].to_numpy(),
             "label": frame["label"].to_numpy(),
-            "prediction": logits.argmax(axis=-1),
-            "score": probs[:, 1],
+            "prediction": prediction,
+            "score": probs[np.arange(len(prediction)), prediction],
         }
     )
+    if label_names is not None:
+        names = np.asarray(label_names, dtype=object)
+        table["label_name"], table["prediction_name"] = names[table["label"]], names[prediction]
+    return table
 
 
 def paired_test(reference: pd.DataFrame, variant: pd.DataFrame, alpha: float = 0.05) -> dict:
@@ -116,8 +143,9 @@ def score_splits(
 
     Returns ``(metrics by split, per-example predictions by split)``.
     """
-    from prunequant.splits import load_split
+    from prunequant.splits import load_label_names, load_split
 
+    label_names = load_label_names(data_dir)
     # Read the references first: a missing one fails before minutes of predicting.
     references = {split: load_predictions(reference, split) for split in SCORED_SPLITS} if reference else {}
     metrics, frames = {}, {}
@@ -126,9 +154,12 @@ def score_splits(
         logits = predict_logits(
             model, tokenizer, frame["text"].tolist(), batch_size=batch_size, max_seq_length=max_seq_length
         )
-        frames[split] = predictions_frame(split, frame, logits)
+        frames[split] = predictions_frame(split, frame, logits, label_names)
         correct = (frames[split]["prediction"] == frames[split]["label"]).to_numpy()
         metrics[split] = accuracy_ci(correct, confidence_level)
+        if len(label_names) > 2:  # accuracy hides a neglected class; macro-F1 weighs each class alike
+            metrics[split]["macro_f1"] = macro_f1(frames[split]["label"].to_numpy(),
+                                                  frames[split]["prediction"].to_numpy(), len(label_names))
         if reference is not None:
             metrics[split] |= paired_test(references[split], frames[split])
     return metrics, frames

@@ -77,6 +77,11 @@ LAYER_LISTS: dict[str, tuple[str, str]] = {
     "xlm-roberta": ("roberta.encoder.layer", "num_hidden_layers"),
     "electra": ("electra.encoder.layer", "num_hidden_layers"),
     "distilbert": ("distilbert.transformer.layer", "n_layers"),
+    "deberta-v2": ("deberta.encoder.layer", "num_hidden_layers"),  # DeBERTa-v2 and v3
+    # ModernBERT builds layer i's attention from i (global every global_attn_every_n_layers-th, sliding-window
+    # otherwise; no attention norm in layer 0): a pruned model reloads with the pattern of its new depth, which
+    # re-finetuning adapts to.
+    "modernbert": ("model.layers", "num_hidden_layers"),
 }
 
 

@@ -23,6 +23,7 @@ RESULT_COLUMNS = [
     "accuracy",
     "accuracy_ci_low",
     "accuracy_ci_high",
+    "macro_f1",
     "size_mb",
     "status",
     "reference",
@@ -96,6 +97,11 @@ def _find_evaluation(name: str, sources: list[Path]) -> Path:
     raise PrunequantError(f"{name}.json: not found in {where}, though params.yaml defines it; run `dvc repro`")
 
 
+def _has_macro_f1(results: pd.DataFrame) -> bool:
+    """Whether the evaluations scored macro-F1 (they do for more than two classes)."""
+    return "macro_f1" in results and bool(results["macro_f1"].notna().any())
+
+
 def markdown_table(results: pd.DataFrame, confidence_level: float = 0.95) -> str:
     """Accuracy (with CI), layers and size per variant, as a Markdown table readers can paste."""
     shown = results.assign(
@@ -110,9 +116,13 @@ def markdown_table(results: pd.DataFrame, confidence_level: float = 0.95) -> str
         "" if pd.isna(v) else f"vs {r}: {100 * d:+.2f} pts, p={p:.2g}, {v}"
         for r, d, p, v in zip(results.reference, results.accuracy_delta, results.mcnemar_p, results.verdict, strict=True)
     ]
-    shown = shown[["variant", "model", "layers", "precision", "device", "split", "n", "accuracy", "size_mb",
-                   "paired test (McNemar)", "status"]]
-    shown = shown.rename(columns={"accuracy": f"accuracy % [{100 * confidence_level:g}% CI]", "size_mb": "size (MB)"})
+    multi_class = _has_macro_f1(results)
+    if multi_class:
+        shown["macro_f1"] = results["macro_f1"].map(lambda v: "" if pd.isna(v) else f"{100 * v:.2f}")
+    shown = shown[["variant", "model", "layers", "precision", "device", "split", "n", "accuracy",
+                   *(["macro_f1"] if multi_class else []), "size_mb", "paired test (McNemar)", "status"]]
+    shown = shown.rename(columns={"accuracy": f"accuracy % [{100 * confidence_level:g}% CI]", "size_mb": "size (MB)",
+                                  "macro_f1": "macro-F1 %"})
     return shown.to_markdown(index=False)
 
 
@@ -124,6 +134,7 @@ def summary_table(results: pd.DataFrame, confidence_level: float = 0.95) -> str:
     test = results[results.split == "test"]
     base = results[(results.variant == "baseline") & (results.precision == "fp32")]["size_mb"]
     base_size = base.iloc[0] if len(base) else float("nan")
+    multi_class = _has_macro_f1(test)
     rows = []
     for row in test.itertuples(index=False):
         ok = not pd.isna(row.accuracy)
@@ -135,6 +146,7 @@ def summary_table(results: pd.DataFrame, confidence_level: float = 0.95) -> str:
             f"test accuracy % [{100 * confidence_level:g}% CI]": (
                 f"{100 * row.accuracy:.2f} [{100 * row.accuracy_ci_low:.2f}, {100 * row.accuracy_ci_high:.2f}]"
                 if ok else row.status),
+            **({"macro-F1 %": "" if pd.isna(row.macro_f1) else f"{100 * row.macro_f1:.2f}"} if multi_class else {}),
             "Δ pts vs reference (McNemar p)": (
                 f"{100 * row.accuracy_delta:+.2f} vs {row.reference} (p={row.mcnemar_p:.2g})"
                 if ok and not pd.isna(row.accuracy_delta) else ""),
@@ -142,4 +154,4 @@ def summary_table(results: pd.DataFrame, confidence_level: float = 0.95) -> str:
             "× FP32 size": "" if pd.isna(row.size_mb) else f"{row.size_mb / base_size:.3f}",
         })
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True,
-                                          colalign=("left",) * 6 + ("right", "right"))
+                                          colalign=("left",) * (7 if multi_class else 6) + ("right", "right"))

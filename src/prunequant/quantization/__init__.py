@@ -161,6 +161,25 @@ def not_available_reason(scheme: Scheme) -> str | None:
     return None
 
 
+def build_artifact(scheme: Scheme, source: Path, out: Path, settings: Any, context: BuildContext) -> str | None:
+    """Build ``scheme``'s artifact of ``source`` into the empty folder ``out``; return None, or the one-line
+    ``n/a:`` reason when a library says it cannot do this for the model (e.g. optimum's static INT8 of an ONNX
+    graph with subgraphs, as DeBERTa's): ``out`` is then left empty, and the results row says why."""
+    import shutil
+
+    try:
+        scheme.build(source, out, settings, context)
+        return None
+    except NotImplementedError as exc:
+        for path in out.iterdir():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        from transformers import AutoConfig
+
+        model_type = AutoConfig.from_pretrained(source).model_type
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"n/a: not supported for {model_type} ({reason})"
+
+
 def read_manifest(folder: str | os.PathLike) -> dict | None:
     """The manifest of an artifact folder, or None for a plain save_pretrained (FP32) folder."""
     path = Path(folder) / MANIFEST

@@ -18,6 +18,7 @@ from prunequant.quantization import BuildContext, Scheme, register, require
 ONNX_FILE = "model.onnx"
 CPU_TARGETS = ("avx512_vnni", "avx512", "avx2", "arm64")  # optimum AutoQuantizationConfig presets
 CALIBRATION_METHODS = ("minmax", "percentiles")
+CALIBRATION_BATCH = 16  # sentences per calibration run
 
 _ORT_LOAD = """from optimum.onnxruntime import ORTModelForSequenceClassification
 from transformers import AutoTokenizer
@@ -144,7 +145,9 @@ def _quantization_config(settings: OnnxInt8DynamicSettings, is_static: bool):
 
 
 def _calibration_dataset(work: Path, settings: OnnxInt8StaticSettings, context: BuildContext):
-    """The first calibration_samples training sentences, tokenized and padded to one length."""
+    """The first calibration_samples training sentences, tokenized and padded to one length, with the inputs the
+    exported graph takes (a DistilBERT graph has no token_type_ids, though a BERT tokenizer makes them)."""
+    import onnx
     from datasets import Dataset
     from transformers import AutoTokenizer
 
@@ -153,9 +156,12 @@ def _calibration_dataset(work: Path, settings: OnnxInt8StaticSettings, context: 
     texts = list(context.train_texts[: settings.calibration_samples])
     if not texts:
         raise PrunequantError("onnx-int8-static: no training sentences to calibrate on; check data/prepared")
+    # ORT's histogram stacks the outputs of every batch: a shorter last batch cannot stack, so use whole ones.
+    texts = texts[: max(len(texts) - len(texts) % CALIBRATION_BATCH, min(len(texts), CALIBRATION_BATCH))]
     tokenizer = AutoTokenizer.from_pretrained(work)
     encoded = tokenizer(texts, padding=True, truncation=True, max_length=context.max_seq_length)
-    return Dataset.from_dict(dict(encoded))
+    graph_inputs = {i.name for i in onnx.load(work / ONNX_FILE, load_external_data=False).graph.input}
+    return Dataset.from_dict({k: v for k, v in encoded.items() if k in graph_inputs})
 
 
 def _build_int8(is_static: bool):
@@ -177,7 +183,7 @@ def _build_int8(is_static: bool):
                     calibration_config=calibration,
                     onnx_augmented_model_name=str(Path(tmp) / "augmented.onnx"),
                     operators_to_quantize=qconfig.operators_to_quantize,
-                    batch_size=16,
+                    batch_size=min(CALIBRATION_BATCH, len(dataset)),
                 )
             quantizer.quantize(quantization_config=qconfig, save_dir=quantized, calibration_tensors_range=ranges)
             _finish(work, quantized / "model_quantized.onnx", out)

@@ -100,6 +100,11 @@ class Int8DynamicSettings:
     quantize_embeddings: bool = True  # 8-bit embedding tables (per row); they are half of MiniLM's weights
 
 
+# Embeddings a model reads as a whole table (``module.weight``) instead of looking rows up: a quantized embedding
+# has no such tensor, so they stay FP32 (DeBERTa's relative-position table).
+READ_AS_TABLES = ("rel_embeddings",)
+
+
 def _quantize_dynamic(model, settings: Int8DynamicSettings):
     """Linear layers (not the classifier head) to per-channel INT8; optionally the embedding tables."""
     import warnings
@@ -117,8 +122,8 @@ def _quantize_dynamic(model, settings: Int8DynamicSettings):
         if isinstance(module, nn.Linear) and not name.startswith("classifier")
     }
     if settings.quantize_embeddings:
-        spec |= {name: float_qparams_weight_only_qconfig
-                 for name, module in model.named_modules() if isinstance(module, nn.Embedding)}
+        spec |= {name: float_qparams_weight_only_qconfig for name, module in model.named_modules()
+                 if isinstance(module, nn.Embedding) and not name.endswith(READ_AS_TABLES)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao's deprecation notice: this is still its CPU INT8 path
         return quantize_dynamic(model.eval(), spec, inplace=False)

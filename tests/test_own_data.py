@@ -1,0 +1,73 @@
+"""End to end, as a user with their own model and data: a local DistilBERT folder (whose tokenizer makes
+token_type_ids that DistilBERT does not take) and a CSV of three classes with text labels, through `dvc repro`."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from .conftest import by_family
+from .test_pipeline import IGNORE, MACHINE, REPO, ran_stages, set_params, sh
+from .test_families import _tiny_model
+
+pytestmark = pytest.mark.e2e
+
+WORDS = {"pos": ["great", "good", "superb"], "neg": ["awful", "bad", "dull"], "neutral": ["the", "a", "was"]}
+
+
+def three_class_csv(path, rows_per_class=30):
+    rows = [{"review": f"the movie {WORDS[label][i % 3]} {WORDS[label][(i + 1) % 3]}", "sentiment": label}
+            for i in range(rows_per_class) for label in WORDS]
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("own") / "prunequant"
+    shutil.copytree(REPO, repo, ignore=IGNORE)
+    for path in ("metrics", "reports"):
+        shutil.rmtree(repo / path, ignore_errors=True)
+    (repo / "metrics" / "bench").mkdir(parents=True)
+    _tiny_model("distilbert", repo / "tiny-distilbert")
+    three_class_csv(repo / "reviews.csv")
+    sh("git", "init", "-q", cwd=repo)
+    set_params(
+        repo,
+        base={"model": "tiny-distilbert", "data": "reviews.csv", "max_seq_length": 16},
+        prepare={"text_column": "review", "label_column": "sentiment"},
+        finetune={"epochs": 4, "learning_rate": 3.0e-3, "batch_size": 16, "logging_steps": 2, "warmup_ratio": 0.0},
+        prune={"keep_layers": [1]},
+        refinetune={"epochs": 2, "learning_rate": 3.0e-3, "batch_size": 16, "logging_steps": 2, "hidden_weight": 1.0},
+        quantize={"schemes": by_family("int8-dynamic", "onnx-int8-static")},
+    )
+    result = sh("dvc", "repro", cwd=repo)
+    assert ran_stages(result.stdout) == sorted([
+        "evaluate", "evaluate-pruned@1", "finetune", MACHINE, "prepare", "prune@1", "quantize-onnx-pruned@1-onnx-int8-static",
+        "quantize-onnx@baseline-onnx-int8-static", "quantize-torch-pruned@1-int8-dynamic",
+        "quantize-torch@baseline-int8-dynamic", "refinetune@1", "report", "results", "sensitivity"])
+    return repo
+
+
+def test_labels_keep_their_names_everywhere(own):
+    info = json.loads((own / "data" / "prepared" / "info.json").read_text())
+    assert info["label_names"] == ["neg", "neutral", "pos"]
+    for model in ("baseline", "pruned-1"):
+        config = json.loads((own / "models" / model / "config.json").read_text())
+        assert config["id2label"] == {"0": "neg", "1": "neutral", "2": "pos"} and config["model_type"] == "distilbert"
+    predictions = pd.read_parquet(own / "predictions" / "pruned-1-onnx-int8-static" / "test.parquet")
+    names = ("neg", "neutral", "pos")
+    assert [names[i] for i in predictions["label"]] == predictions["label_name"].tolist()
+    assert [names[i] for i in predictions["prediction"]] == predictions["prediction_name"].tolist()
+    assert predictions["score"].between(1 / 3, 1).all()  # the probability of the predicted class of three
+
+
+def test_every_row_is_scored_with_macro_f1(own):
+    results = pd.read_csv(own / "metrics" / "results.csv")
+    assert sorted(set(zip(results.variant, results.precision, strict=True))) == [
+        ("baseline", "fp32"), ("baseline", "int8-dynamic"), ("baseline", "onnx-int8-static"),
+        ("pruned-1", "fp32"), ("pruned-1", "int8-dynamic"), ("pruned-1", "onnx-int8-static")]
+    assert (results["status"] == "ok").all() and results["macro_f1"].between(0, 1).all()
+    baseline = results[(results.variant == "baseline") & (results.precision == "fp32") & (results.split == "test")]
+    assert baseline["accuracy"].iloc[0] > 0.6  # three classes: chance is 1/3
+    assert "| pruned-1" in (own / "reports" / "report.md").read_text()
