@@ -38,8 +38,7 @@ def main(data_dir: Path, out_dir: Path, live_dir: Path, params_path: str) -> Non
 
     set_seed(params.base.seed)  # before the new classifier head is initialised
     tokenizer = load_tokenizer(params.base.model)
-    label_names = load_label_names(data_dir)
-    model = load_classifier(params.base.model, num_labels=len(label_names), label_names=label_names)
+    model = load_classifier(params.base.model, label_names=load_label_names(data_dir))
     check_max_seq_length(model, params.base.max_seq_length)
     checkpoints = Checkpoints(out_dir)  # resumed after a kill, removed once the model is saved
     metrics = finetune(

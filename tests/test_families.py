@@ -70,8 +70,9 @@ def prepared(tmp_path_factory):
     return root / "prepared"
 
 
-def _tiny_model(model_type: str, folder):
-    from transformers import BertTokenizerFast, set_seed
+def _tiny_model(model_type: str, folder, head: bool = True):
+    """A random classifier of ``model_type`` (``head=False``: the bare encoder, as a pretrained checkpoint is)."""
+    from transformers import AutoModel, BertTokenizerFast, set_seed
 
     folder.mkdir(parents=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER]
@@ -79,7 +80,7 @@ def _tiny_model(model_type: str, folder):
     tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), model_max_length=64)
     set_seed(0)
     model_class, config = _configs(len(vocab))[model_type]
-    model_class(config).save_pretrained(folder)
+    (model_class(config) if head else AutoModel.from_config(config)).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
@@ -98,7 +99,7 @@ def test_family_goes_through_the_pipeline(model_type, prepared, tmp_path):
     source = _tiny_model(model_type, tmp_path / "random")
 
     # fine-tune the baseline
-    model = load_classifier(str(source), num_labels=2, label_names=("negative", "positive"))
+    model = load_classifier(str(source), label_names=("negative", "positive"))
     tokenizer = load_tokenizer(str(source))
     finetune(model, tokenizer, train, validation, TRAIN, seed=0, max_seq_length=32)
     save_classifier(model, tokenizer, tmp_path / "baseline")

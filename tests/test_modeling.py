@@ -25,6 +25,19 @@ def test_local_folder_loads_with_named_labels(tiny_model_dir):
     assert model.config.id2label == {0: "negative", 1: "positive"}
 
 
+def test_a_task_with_more_classes_gets_its_own_head_which_later_loads_keep(tiny_model_dir, tmp_path):
+    """A saved 2-class classifier fine-tuned for three classes: a new 3-way head; the saved 3-class model then
+    loads with that head (every stage after finetune loads without label names)."""
+    import torch
+
+    model = load_classifier(str(tiny_model_dir), label_names=("neg", "neutral", "pos"))
+    assert model.classifier.out_features == 3 and model.config.id2label == {0: "neg", 1: "neutral", 2: "pos"}
+    save_classifier(model, load_tokenizer(str(tiny_model_dir)), tmp_path / "three")
+    again = load_classifier(str(tmp_path / "three"))
+    assert again.config.label2id == {"neg": 0, "neutral": 1, "pos": 2}
+    assert torch.equal(again.classifier.weight, model.classifier.weight)
+
+
 def test_save_round_trip_is_plain_from_pretrained(tiny_model_dir, tmp_path):
     model = load_classifier(str(tiny_model_dir))
     save_classifier(model, load_tokenizer(str(tiny_model_dir)), tmp_path / "out")

@@ -1,4 +1,4 @@
-"""End to end, as a user with their own model and data: a local DistilBERT folder (whose tokenizer makes
+"""End to end, as a user with their own model and data: a local DistilBERT encoder folder (whose tokenizer makes
 token_type_ids that DistilBERT does not take) and a CSV of three classes with text labels, through `dvc repro`."""
 
 import json
@@ -29,16 +29,19 @@ def own(tmp_path_factory):
     for path in ("metrics", "reports"):
         shutil.rmtree(repo / path, ignore_errors=True)
     (repo / "metrics" / "bench").mkdir(parents=True)
-    _tiny_model("distilbert", repo / "tiny-distilbert")
+    _tiny_model("distilbert", repo / "tiny-distilbert", head=False)  # a new 3-class head is added
     three_class_csv(repo / "reviews.csv")
     sh("git", "init", "-q", cwd=repo)
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init", cwd=repo)  # DVCLive needs one
     set_params(
         repo,
         base={"model": "tiny-distilbert", "data": "reviews.csv", "max_seq_length": 16},
         prepare={"text_column": "review", "label_column": "sentiment"},
-        finetune={"epochs": 4, "learning_rate": 3.0e-3, "batch_size": 16, "logging_steps": 2, "warmup_ratio": 0.0},
+        finetune={"epochs": 10, "learning_rate": 3.0e-3, "batch_size": 16, "logging_steps": 2, "warmup_ratio": 0.0},
         prune={"keep_layers": [1]},
-        refinetune={"epochs": 2, "learning_rate": 3.0e-3, "batch_size": 16, "logging_steps": 2, "hidden_weight": 1.0},
+        refinetune={"epochs": 4, "learning_rate": 3.0e-3, "batch_size": 16, "logging_steps": 2, "warmup_ratio": 0.0,
+                    "hidden_weight": 1.0},
         quantize={"schemes": by_family("int8-dynamic", "onnx-int8-static")},
     )
     result = sh("dvc", "repro", cwd=repo)

@@ -18,6 +18,7 @@ from .conftest import by_family
 REPO = Path(__file__).resolve().parents[1]
 MACHINE = "machine/dvc.yaml:machine"  # the accelerator check, always run by `dvc repro`
 IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "models", "predictions", "cache", "tmp", "__pycache__",
+                                "config.local",  # a developer's own DVC settings (e.g. a shared cache)
                                 "*.egg-info", ".pytest_cache", "dvc_plots")
 
 pytestmark = pytest.mark.e2e

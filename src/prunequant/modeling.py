@@ -75,15 +75,19 @@ def load_tokenizer(name: str):
         raise _load_error(name, path, exc) from exc
 
 
-def load_classifier(name: str, num_labels: int = 2, label_names: tuple[str, ...] | None = None):
-    """Load a sequence classifier from safetensors weights; a new head is added where none exists."""
+def load_classifier(name: str, label_names: tuple[str, ...] | None = None):
+    """Load a sequence classifier from safetensors weights.
+
+    With ``label_names`` (fine-tuning for a task) the head gets one output per class, named: a new head where the
+    checkpoint has none or one of another size (a 2-class checkpoint for 3 classes). Without, the saved head as is.
+    """
     from transformers import AutoModelForSequenceClassification
 
     path = resolve_model(name)
-    kwargs = {"num_labels": num_labels}
+    kwargs = {}
     if label_names:
-        kwargs["id2label"] = dict(enumerate(label_names))
-        kwargs["label2id"] = {label: i for i, label in enumerate(label_names)}
+        kwargs = {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
+                  "label2id": {label: i for i, label in enumerate(label_names)}, "ignore_mismatched_sizes": True}
     from safetensors import SafetensorError
 
     try:
