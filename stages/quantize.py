@@ -26,7 +26,7 @@ from prunequant.quantization import (
     not_available_reason,
     write_manifest,
 )
-from prunequant.splits import SCORED_SPLITS, load_split
+from prunequant.splits import SCORED_SPLITS, load_label_names, load_split
 
 
 @click.command(cls=StageCommand)
@@ -88,7 +88,7 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
             result |= scores
         write_text(tmp / "README.md", model_card(
             scheme, settings, result, source=str(model_dir), source_size_mb=model_size_mb(model_dir),
-            data=params.base.data, folder=str(out_dir),
+            data=params.base.data, folder=str(out_dir), label_names=load_label_names(data_dir),
         ))
     save_predictions(frames, predictions)
     write_json(metrics, result)

@@ -63,6 +63,8 @@ def test_labels_keep_their_names_everywhere(own):
     assert [names[i] for i in predictions["label"]] == predictions["label_name"].tolist()
     assert [names[i] for i in predictions["prediction"]] == predictions["prediction_name"].tolist()
     assert predictions["score"].between(1 / 3, 1).all()  # the probability of the predicted class of three
+    card = (own / "models" / "quantized" / "pruned-1-int8-dynamic" / "README.md").read_text()
+    assert "Classes by output index: 0 `neg`, 1 `neutral`, 2 `pos`." in card
 
 
 def test_every_row_is_scored_with_macro_f1(own):

@@ -33,7 +33,7 @@ def _trained_in(evaluation: dict) -> str:
 
 
 def model_card(scheme, settings, evaluation: dict, *, source: str, source_size_mb: float | None, data: str,
-               folder: str) -> str:
+               folder: str, label_names: tuple[str, ...] = ()) -> str:
     """Markdown for ``<artifact>/README.md``; ``evaluation`` is the evaluate JSON of this artifact."""
     # Hub metadata: which library loads the folder (none for the layouts only prunequant's loader reads).
     library = None if scheme.how_to_load == PRUNEQUANT_LOAD else "onnxruntime" if scheme.weights_format == "onnx" \
@@ -53,10 +53,15 @@ def model_card(scheme, settings, evaluation: dict, *, source: str, source_size_m
         "meant to run on "
         f"{'a CUDA GPU' if scheme.device == 'cuda' else 'a CPU'}.",
         "",
+        *([f"Classes by output index: {', '.join(f'{i} `{name}`' for i, name in enumerate(label_names))}.", ""]
+          if label_names else []),
     ]
-    if status != "ok":
+    if status.startswith("n/a: needs"):
         lines += [f"**Not built on the machine that ran the pipeline: {status}.** Run `dvc repro` on a machine with "
                   "CUDA to build and score it.", ""]
+        return "\n".join(lines)
+    if status != "ok":  # what a library cannot build for this model family
+        lines += [f"**Not built: {status}.**", ""]
         return "\n".join(lines)
     ratio = f" ({evaluation['size_mb'] / source_size_mb:.2f}× the FP32 source's {source_size_mb:.1f} MB)" if source_size_mb else ""
     lines += [
