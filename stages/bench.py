@@ -18,7 +18,7 @@ from prunequant.io import write_json, write_text
 from prunequant.params import BaseConfig, load
 from prunequant.pruning import PruneConfig
 from prunequant.quantization import QuantizeConfig
-from prunequant.splits import load_split
+from prunequant.splits import load_split, model_inputs
 
 
 @click.command(cls=StageCommand)
@@ -50,7 +50,7 @@ def main(device: str, data_dir: Path, models_dir: Path, out_dir: Path, name: str
         return
     weights = weights or params.bench.weights
     threads = params.bench.threads or usable_cores()
-    texts = [str(t) for t in load_split(data_dir, "test")["text"]]
+    texts = model_inputs(load_split(data_dir, "test"))  # sentences, or pairs
     if weights == "random":
         targets = random_targets(params, device)
     else:

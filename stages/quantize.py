@@ -26,7 +26,7 @@ from prunequant.quantization import (
     not_available_reason,
     write_manifest,
 )
-from prunequant.splits import SCORED_SPLITS, load_label_names, load_split
+from prunequant.splits import SCORED_SPLITS, load_label_names, load_split, model_inputs
 
 
 @click.command(cls=StageCommand)
@@ -62,8 +62,9 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
     with atomic_dir(out_dir) as tmp:
         if not unavailable:
             context = BuildContext(
-                train_texts=tuple(train["text"]), train_labels=tuple(int(v) for v in train["label"]),
-                validation_texts=tuple(validation["text"]), validation_labels=tuple(int(v) for v in validation["label"]),
+                train_texts=tuple(model_inputs(train)), train_labels=tuple(int(v) for v in train["label"]),
+                validation_texts=tuple(model_inputs(validation)),
+                validation_labels=tuple(int(v) for v in validation["label"]),
                 seed=params.base.seed, max_seq_length=params.base.max_seq_length,
             )
             unavailable = build_artifact(scheme, model_dir, tmp, settings, context)  # n/a: what a family cannot do

@@ -10,7 +10,7 @@ from prunequant.io import write_text
 from prunequant.modeling import load_classifier, load_tokenizer
 from prunequant.params import BaseConfig, load
 from prunequant.sensitivity import METHODS, SensitivityConfig, plot_sensitivity
-from prunequant.splits import load_split
+from prunequant.splits import load_split, model_inputs
 
 
 @click.command(cls=StageCommand)
@@ -24,7 +24,7 @@ def main(data_dir: Path, model_dir: Path, csv_path: Path, png_path: Path, params
     params = load(params_path, base=BaseConfig, evaluate=EvaluateConfig, sensitivity=SensitivityConfig)
     validation = load_split(data_dir, "validation")
     model, tokenizer = load_classifier(str(model_dir)), load_tokenizer(str(model_dir))
-    texts, labels = validation["text"].tolist(), validation["label"].to_numpy()
+    texts, labels = model_inputs(validation), validation["label"].to_numpy()
 
     def correct(candidate):
         logits = predict_logits(candidate, tokenizer, texts, batch_size=params.evaluate.batch_size,

@@ -3,7 +3,7 @@ import pytest
 
 from prunequant.data import DATASETS, Labels, PrepareConfig, load_raw_splits, make_splits
 from prunequant.errors import PrunequantError
-from prunequant.splits import load_label_names, load_split, save_splits
+from prunequant.splits import inputs_frame, load_label_names, load_split, model_inputs, save_splits
 
 from .conftest import tiny_frame
 
@@ -74,6 +74,11 @@ def test_custom_columns():
         ({"train": tiny_frame().assign(label="pos")}, PrepareConfig(), "every row of the train split has the label 'pos'"),
         ({"train": tiny_frame().assign(label=-1)}, PrepareConfig(), "the train split has no labels"),
         ({"validation": tiny_frame()}, PrepareConfig(), "has no 'train' split"),
+        ({"train": tiny_frame()}, PrepareConfig(text_pair_column="hypothesis"),
+         "prepare.text_pair_column: column 'hypothesis' not in the train split"),
+        ({"train": tiny_frame().assign(second=lambda f: f.text.where(f.index != 7, ""))},
+         PrepareConfig(text_pair_column="second"),
+         "prepare.text_pair_column: 1 rows of the train split have empty text in column 'second' (first: row 7)"),
         ({"train": tiny_frame(2)}, PrepareConfig(), "split is empty"),
         ({"train": tiny_frame().assign(label=lambda f: (f.index == 0).astype(int))}, PrepareConfig(),
          "the validation split has only one label"),  # one row of class 1: it goes to the test split
@@ -114,6 +119,48 @@ def test_string_and_multi_class_labels_split_stratified():
             assert {"awful": "neg", "okay": "neutral", "great": "pos"}[text.split()[3]] == names[label]
 
 
+def nli_frame(rows_per_label: int = 20) -> pd.DataFrame:
+    """Sentence pairs whose class only the pair decides: the premise alone says nothing."""
+    rows = []
+    for i in range(rows_per_label):
+        for label, hypothesis in (("entailment", "a film"), ("contradiction", "no film"), ("neutral", "a song")):
+            rows.append({"premise": f"the film {i}", "hypothesis": hypothesis, "gold": label})
+    return pd.DataFrame(rows)
+
+
+def test_sentence_pairs_keep_their_second_sentence_row_by_row():
+    cfg = PrepareConfig(text_column="premise", text_pair_column="hypothesis", label_column="gold")
+    splits, names = make_splits({"train": nli_frame()}, None, cfg, 0)
+    assert names == ("contradiction", "entailment", "neutral")
+    raw = nli_frame().set_index(nli_frame().index.map(lambda i: f"train:{i}"))
+    for frame in splits.values():
+        assert list(frame.columns) == ["idx", "text", "text_pair", "label"]
+        # the pair still belongs to its row after the shuffle and the split
+        assert (frame["text_pair"] == raw.loc[frame["idx"], "hypothesis"].to_numpy()).all()
+        assert [names[i] for i in frame["label"]] == raw.loc[frame["idx"], "gold"].tolist()
+    inputs = model_inputs(splits["test"])
+    assert inputs[0] == (splits["test"]["text"].iloc[0], splits["test"]["text_pair"].iloc[0])
+    pd.testing.assert_frame_equal(inputs_frame(inputs, splits["test"]["label"]),
+                                  splits["test"].drop(columns="idx"))
+    assert model_inputs(split({"train": tiny_frame(20)})["test"])[0].startswith("the ")  # one sentence: plain text
+
+
+def test_sentence_pairs_tokenize_as_pairs_in_training_and_scoring(tiny_model_dir):
+    from prunequant.evaluation import predict_logits
+    from prunequant.modeling import load_classifier, load_tokenizer
+    from prunequant.training import tokenize
+
+    tokenizer, model = load_tokenizer(str(tiny_model_dir)), load_classifier(str(tiny_model_dir))
+    frame = pd.DataFrame({"text": ["the film was", "the plot"], "text_pair": ["great", "was dull"], "label": [1, 0]})
+    encoded = tokenize(frame, tokenizer, max_seq_length=16)
+    sep = tokenizer.sep_token_id
+    assert encoded[0]["input_ids"].count(sep) == 2 and encoded[0]["token_type_ids"][-2:] == [1, 1]
+    paired = predict_logits(model, tokenizer, model_inputs(frame), batch_size=2, max_seq_length=16)
+    joined = predict_logits(model, tokenizer, ["the film was great", "the plot was dull"], batch_size=2,
+                            max_seq_length=16)
+    assert not abs(paired - joined).max() < 1e-6  # [SEP] and segment ids reach the model
+
+
 def test_packaged_rotten_tomatoes_loads_offline():
     raw, source = load_raw_splits("rotten_tomatoes")
     assert source is DATASETS["rotten_tomatoes"]
@@ -146,7 +193,8 @@ def test_local_csv_and_missing_file(tmp_path):
 def test_save_and_load_round_trip(tmp_path):
     splits = split({"train": tiny_frame(50)})
     summary = save_splits(splits, ("negative", "positive"), tmp_path / "prepared")
-    assert summary["splits"]["train"]["n"] == 70
+    assert summary["splits"]["train"] == {"n": 70, "label_fractions": {"negative": 0.5, "positive": 0.5}}
+    assert summary["sentence_pairs"] is False
     pd.testing.assert_frame_equal(load_split(tmp_path / "prepared", "test"), splits["test"])
     assert load_label_names(tmp_path / "prepared") == ("negative", "positive")
     with pytest.raises(PrunequantError, match="run `dvc repro prepare`"):

@@ -161,7 +161,7 @@ class Job:
 
     target: Target
     points: tuple[tuple[int, int], ...]
-    texts: tuple[str, ...]
+    texts: tuple  # sentences, or (text, text_pair) tuples
     warmup: int
     runs: int
     min_runs: int
@@ -171,7 +171,7 @@ class Job:
     seed: int = 0
 
 
-def make_jobs(targets: list[Target], params, texts: list[str], threads: int) -> list[Job]:
+def make_jobs(targets: list[Target], params, texts: list, threads: int) -> list[Job]:
     bench = params.bench
     return [
         Job(target=t, points=tuple(bench.points()), texts=tuple(texts), warmup=bench.warmup, runs=bench.runs,

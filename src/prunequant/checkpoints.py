@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from transformers import TrainerCallback
 
+from prunequant.splits import PAIR_COLUMN
 from prunequant.training import FinetuneConfig, is_main_process, world_size
 
 COMPLETE = "prunequant-complete"  # written into a checkpoint folder once the Trainer has saved all of it
@@ -37,7 +38,8 @@ def _fingerprint(cfg: FinetuneConfig, seed: int, max_seq_length: int, frames, mo
         {"config": type(cfg).__name__, **dataclasses.asdict(cfg), "seed": seed, "max_seq_length": max_seq_length,
          "world_size": world_size(), "resolved_precision": precision}, sort_keys=True, default=str).encode())
     for frame in frames:
-        digest.update(pd.util.hash_pandas_object(frame[["text", "label"]], index=False).to_numpy().tobytes())
+        columns = [c for c in ("text", PAIR_COLUMN, "label") if c in frame.columns]
+        digest.update(pd.util.hash_pandas_object(frame[columns], index=False).to_numpy().tobytes())
     for model in models:
         for name, tensor in model.state_dict().items():
             digest.update(name.encode())

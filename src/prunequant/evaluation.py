@@ -66,8 +66,9 @@ def forward_inputs(model, batch) -> dict:
 
 
 @torch.inference_mode()
-def predict_logits(model, tokenizer, texts: list[str], *, batch_size: int, max_seq_length: int) -> np.ndarray:
-    """Logits for ``texts``, in order, batched with per-batch padding."""
+def predict_logits(model, tokenizer, texts: list, *, batch_size: int, max_seq_length: int) -> np.ndarray:
+    """Logits for ``texts`` (sentences, or ``(text, text_pair)`` tuples: :func:`prunequant.splits.model_inputs`),
+    in order, batched with per-batch padding."""
     if hasattr(model, "eval"):  # ONNX Runtime models have no training mode
         model.eval()
     chunks = []
@@ -143,7 +144,7 @@ def score_splits(
 
     Returns ``(metrics by split, per-example predictions by split)``.
     """
-    from prunequant.splits import load_label_names, load_split
+    from prunequant.splits import load_label_names, load_split, model_inputs
 
     label_names = load_label_names(data_dir)
     # Read the references first: a missing one fails before minutes of predicting.
@@ -152,7 +153,7 @@ def score_splits(
     for split in SCORED_SPLITS:
         frame = load_split(data_dir, split)
         logits = predict_logits(
-            model, tokenizer, frame["text"].tolist(), batch_size=batch_size, max_seq_length=max_seq_length
+            model, tokenizer, model_inputs(frame), batch_size=batch_size, max_seq_length=max_seq_length
         )
         frames[split] = predictions_frame(split, frame, logits, label_names)
         correct = (frames[split]["prediction"] == frames[split]["label"]).to_numpy()

@@ -1,4 +1,5 @@
-"""The prepared data: ``<split>.parquet`` files (``idx, text, label``) and ``info.json``, as every stage reads them."""
+"""The prepared data: ``<split>.parquet`` files (``idx, text, label``; ``text_pair`` too for sentence pairs) and
+``info.json``, as every stage reads them; and a split's model inputs, one sentence or one pair per row."""
 
 from __future__ import annotations
 
@@ -13,16 +14,19 @@ from prunequant.io import atomic_dir
 
 SPLITS = ("train", "validation", "test")
 SCORED_SPLITS = ("validation", "test")  # every model is scored on these
+PAIR_COLUMN = "text_pair"  # the second sentence of a sentence-pair data set
 
 
-def save_splits(splits: dict[str, pd.DataFrame], label_names: tuple[str, str], out_dir: Path) -> dict:
+def save_splits(splits: dict[str, pd.DataFrame], label_names: tuple[str, ...], out_dir: Path) -> dict:
     """Write ``<split>.parquet`` files and ``info.json``; return the summary (also a metric)."""
+    def fractions(frame: pd.DataFrame) -> dict[str, float]:
+        counts = frame["label"].value_counts(normalize=True)
+        return {name: round(float(counts.get(i, 0.0)), 4) for i, name in enumerate(label_names)}
+
     summary = {
         "label_names": list(label_names),
-        "splits": {
-            name: {"n": len(frame), "positive_fraction": round(float(frame["label"].mean()), 4)}
-            for name, frame in splits.items()
-        },
+        "sentence_pairs": PAIR_COLUMN in splits["train"].columns,
+        "splits": {name: {"n": len(frame), "label_fractions": fractions(frame)} for name, frame in splits.items()},
     }
     with atomic_dir(out_dir) as tmp:
         for name, frame in splits.items():
@@ -39,6 +43,23 @@ def load_split(data_dir: str | os.PathLike, split: str) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def load_label_names(data_dir: str | os.PathLike) -> tuple[str, str]:
+def load_label_names(data_dir: str | os.PathLike) -> tuple[str, ...]:
     info = json.loads((Path(data_dir) / "info.json").read_text())
     return tuple(info["label_names"])
+
+
+def model_inputs(frame: pd.DataFrame) -> list:
+    """What a tokenizer takes for each row: the sentence, or the ``(text, text_pair)`` tuple of a pair (a batch of
+    such tuples is tokenized as ``[CLS] text [SEP] text_pair [SEP]``)."""
+    if PAIR_COLUMN in frame.columns:
+        return list(zip(frame["text"].astype(str), frame[PAIR_COLUMN].astype(str), strict=True))
+    return frame["text"].astype(str).tolist()
+
+
+def inputs_frame(inputs, labels) -> pd.DataFrame:
+    """The inverse of :func:`model_inputs`: a ``text`` (, ``text_pair``), ``label`` frame to train on."""
+    inputs = list(inputs)
+    if inputs and isinstance(inputs[0], tuple | list):
+        first, second = zip(*inputs, strict=True)
+        return pd.DataFrame({"text": list(first), PAIR_COLUMN: list(second), "label": list(labels)})
+    return pd.DataFrame({"text": inputs, "label": list(labels)})

@@ -30,6 +30,7 @@ from transformers import (
 from prunequant.accelerator import PRECISIONS, training_precision
 from prunequant.errors import PrunequantError
 from prunequant.params import require, require_choice
+from prunequant.splits import PAIR_COLUMN
 
 
 @dataclass(frozen=True)
@@ -96,14 +97,16 @@ class RefinetuneConfig(FinetuneConfig):
 
 
 def tokenize(frame: pd.DataFrame, tokenizer, max_seq_length: int):
-    """A ``datasets.Dataset`` of token ids and labels (unpadded: the collator pads per batch)."""
+    """A ``datasets.Dataset`` of token ids and labels (unpadded: the collator pads per batch); a ``text_pair``
+    column makes each row a sentence pair."""
     from datasets import Dataset
 
-    dataset = Dataset.from_pandas(frame[["text", "label"]].rename(columns={"label": "labels"}), preserve_index=False)
+    texts = [c for c in ("text", PAIR_COLUMN) if c in frame.columns]
+    dataset = Dataset.from_pandas(frame[[*texts, "label"]].rename(columns={"label": "labels"}), preserve_index=False)
     return dataset.map(
-        lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_seq_length),
+        lambda batch: tokenizer(*(batch[c] for c in texts), truncation=True, max_length=max_seq_length),
         batched=True,
-        remove_columns=["text"],
+        remove_columns=texts,
     )
 
 

@@ -51,11 +51,12 @@ class NoSettings:
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What a build may need beyond the source model: calibration and training data, seed, lengths."""
+    """What a build may need beyond the source model: calibration and training data (sentences, or
+    ``(text, text_pair)`` tuples), seed, lengths."""
 
-    train_texts: tuple[str, ...] = ()
+    train_texts: tuple = ()
     train_labels: tuple[int, ...] = ()
-    validation_texts: tuple[str, ...] = ()
+    validation_texts: tuple = ()
     validation_labels: tuple[int, ...] = ()
     seed: int = 42
     max_seq_length: int = 128

@@ -75,16 +75,16 @@ def convert_qat(model) -> None:
 
 
 def _build(source: Path, out: Path, settings: QatSettings, context: BuildContext) -> None:
-    import pandas as pd
     from transformers import set_seed
 
     from prunequant.errors import PrunequantError
     from prunequant.modeling import load_classifier, load_tokenizer
+    from prunequant.splits import inputs_frame
     from prunequant.training import RefinetuneConfig, finetune
 
     count = settings.train_samples or len(context.train_texts)
-    train = pd.DataFrame({"text": context.train_texts[:count], "label": context.train_labels[:count]})
-    validation = pd.DataFrame({"text": context.validation_texts, "label": context.validation_labels})
+    train = inputs_frame(context.train_texts[:count], context.train_labels[:count])
+    validation = inputs_frame(context.validation_texts, context.validation_labels)
     if train.empty or validation.empty:
         raise PrunequantError("int8-qat: needs training and validation sentences; check data/prepared")
     set_seed(context.seed)
