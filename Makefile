@@ -11,7 +11,7 @@ endif
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup check repro finetune compare-strategies bench-cpu bench-gpu bench-gpu-shapes test metrics plots \
+.PHONY: help setup check repro finetune compare-strategies bench-cpu bench-gpu bench-gpu-shapes test test-fast metrics plots \
 	docker-build docker-repro docker-bench-gpu docker-test exp push pull
 
 help: ## List the targets
@@ -57,8 +57,13 @@ bench-gpu-shapes: setup ## bert-base/large shapes (bench.shapes) with random wei
 	dvc repro prepare
 	python stages/bench.py --device cuda --weights random --name gpu-shapes --summary reports/bench-gpu-shapes.md
 
-test: setup ## Run the whole test suite (about 10 minutes on 2 cores)
-	python -m pytest
+# Two worker processes (pytest-xdist; loadgroup keeps a module with a costly fixture on one worker), in random order
+# (pytest-randomly: it prints the seed; `-p randomly --randomly-seed=N` repeats an order; `-p no:randomly` keeps the file order).
+test: setup ## Run the whole test suite (two workers, random order)
+	python -m pytest -n 2 --dist loadgroup
+
+test-fast: setup ## The inner loop: every test but the e2e and slow ones (-m "not e2e and not slow")
+	python -m pytest -n 2 --dist loadgroup -m "not e2e and not slow"
 
 metrics: setup ## Show the tracked metrics (dvc metrics show)
 	dvc metrics show

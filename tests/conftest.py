@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,10 +45,27 @@ def run_stage_in(workspace: Path, name: str, *args: str, **kwargs) -> subprocess
                           capture_output=True, text=True, env=STAGE_ENV, timeout=600, **kwargs)
 
 
+@functools.cache
+def stage_command(name: str):
+    """The click command of stages/<name>.py, imported once per test session."""
+    spec = importlib.util.spec_from_file_location(f"prunequant_stage_{name}", REPO / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def invoke_stage(workspace: Path, name: str, *args: str):
+    """Run a stage's command in this process, from ``workspace``, as click would from the command line: a
+    ``click.testing.Result`` with ``exit_code``, ``stdout`` and ``stderr`` (no interpreter start, no imports: the
+    fast way for cases that check params, data or files; :func:`run_stage_in` keeps the real process)."""
+    from click.testing import CliRunner
+
+    with contextlib.chdir(workspace):
+        return CliRunner(env={"PRUNEQUANT_DEBUG": "0"}).invoke(stage_command(name), list(args), prog_name=name)
+
+
 def make_workspace(root: Path, model_dir: Path, params: dict) -> Path:
     """A folder to run stages in: the model as ./tiny, 80 sentences as ./data.csv, the given params.yaml."""
-    import shutil
-
     import yaml
 
     shutil.copytree(model_dir, root / "tiny")
@@ -98,6 +119,46 @@ def small_model_dir(tmp_path_factory):
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def shared_build(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` once per test session, even when pytest-xdist runs tests in several worker processes:
+    the first worker to ask builds it under a file lock, the others wait for it and reuse it. What it builds is
+    read-only for the tests; a test that changes anything works on :func:`private_copy` of it."""
+    from filelock import FileLock
+
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:  # one process: an ordinary session fixture
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    shared = tmp_path_factory.getbasetemp().parent  # the same folder for every worker of this session
+    folder, done = shared / name, shared / f"{name}.done"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker's earlier, failed attempt
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    # Model weights and DVC cache files (MBs each) are only ever replaced, never written in place: a hard link
+    # makes the copy cheap. Everything else (params, locks, metrics) is copied.
+    if os.path.getsize(src) >= 1_000_000:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copy2(src, dst)
+
+
+def private_copy(repo: Path, dest: Path) -> Path:
+    """A copy of a reproduced DVC repository that a test may change freely (git history and DVC cache included)."""
+    shutil.copytree(repo, dest, copy_function=_link_or_copy, symlinks=True,
+                    ignore=shutil.ignore_patterns("tmp"))  # .dvc/tmp: locks and DVC's state database
+    return dest
 
 
 def by_family(*names: str) -> dict[str, list[str]]:

@@ -1,6 +1,9 @@
-"""The bad-input catalogue: each case runs a stage script as DVC would, on a small workspace whose earlier
-stages already ran, and checks that it stops with one line on stderr naming the param or file and the fix,
-without a traceback, and that every earlier output is byte-identical afterwards."""
+"""The bad-input catalogue: each case runs a stage on a small workspace whose earlier stages already ran, and
+checks that it stops with one line on stderr naming the param or file and the fix, without a traceback, and that
+every earlier output is byte-identical afterwards. Most cases run the stage's command in this process (click's
+runner: the same command, options and error handling); the ``process=True`` cases run the script as DVC does, for
+the exit status and stderr of a real process (and what only a process can have: a file-size limit, a training
+run's progress bars)."""
 
 from __future__ import annotations
 
@@ -20,9 +23,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import by_family, make_workspace, run_stage_in, tiny_frame
+from .conftest import by_family, invoke_stage, make_workspace, run_stage_in, tiny_frame
 
-pytestmark = pytest.mark.bad_input
+# One worker runs the whole module: its module fixture is built once.
+pytestmark = [pytest.mark.bad_input, pytest.mark.xdist_group("bad_input")]
 
 GOOD = {
     "base": {"seed": 0, "model": "tiny", "data": "data.csv", "max_seq_length": 16},
@@ -58,8 +62,8 @@ def workspace(tiny_model_dir, tmp_path_factory):
         ("sensitivity", "--data", "data/prepared", "--model", "models/baseline", "--csv", "metrics/sensitivity.csv",
          "--png", "reports/sensitivity.png"),
     ):
-        result = stage(root, *args)
-        assert result.returncode == 0, result.stderr
+        result = invoke_stage(root, *args)
+        assert result.exit_code == 0, result.output
     (root / "cases").mkdir()
     return root
 
@@ -148,11 +152,12 @@ class Case:
     setup: Callable[[Path], None] | None = None
     preexec: Callable | None = None
     outputs: tuple[str, ...] = ()  # must not exist afterwards
+    process: bool = False  # run as a real process (as DVC does), not in this one
 
 
 CASES = {
     "misspelled-section": Case("prepare", PREPARE, "unknown key 'fintune' (did you mean 'finetune'?)",
-                               {"fintune": {"epochs": 1}}, outputs=("prepared",)),
+                               {"fintune": {"epochs": 1}}, outputs=("prepared",), process=True),
     "misspelled-key": Case("finetune", FINETUNE, "unknown key 'finetune.learning_rte' (did you mean 'learning_rate'?)",
                            {"finetune": {"learning_rte": 1e-4}}, outputs=("model", "live")),
     "misspelled-scheme-setting": Case(
@@ -172,7 +177,7 @@ CASES = {
     "batch-over-processes": Case("finetune", FINETUNE, "finetune.batch_size (8) must divide evenly over "
                                  "finetune.processes (3)", {"finetune": {"processes": 3}}, outputs=("model",)),
     "seq-len-above-model": Case("finetune", FINETUNE, "base.max_seq_length is 512 but the model takes at most 64",
-                                {"base": {"max_seq_length": 512}}, outputs=("model", "live")),
+                                {"base": {"max_seq_length": 512}}, outputs=("model", "live"), process=True),
     "keep-layers-out-of-range": Case(
         "prune", ("--model", "models/baseline", "--sensitivity", "metrics/sensitivity.csv", "--keep-layers", "2",
                   "--out", "{case}/pruned"), "keep_layers is 2 but must be between 1 and 1", outputs=("pruned",)),
@@ -215,7 +220,7 @@ CASES = {
     "truncated-safetensors": Case("evaluate", EVALUATE_COPY, "not a complete model folder",
                                   setup=_copy_baseline(_truncate), outputs=("m.json", "predictions")),
     "corrupt-safetensors": Case("evaluate", EVALUATE_COPY, "not a complete model folder",
-                                setup=_copy_baseline(_corrupt), outputs=("m.json", "predictions")),
+                                setup=_copy_baseline(_corrupt), outputs=("m.json", "predictions"), process=True),
     "pickle-weights-refused": Case("evaluate", EVALUATE_COPY, "not a complete model folder",
                                    setup=_copy_baseline(_pickle_only), outputs=("m.json", "predictions")),
     "missing-tokenizer": Case("evaluate", EVALUATE_COPY, "no tokenizer files in the model folder",
@@ -224,11 +229,11 @@ CASES = {
                      "the training loss became nan at step 1; lower finetune.learning_rate",
                      {"base": {"model": "{case}/nan"}, "finetune": {"checkpoint_steps": 1}},
                      _nan_model,
-                     outputs=("model",)),
+                     outputs=("model",), process=True),
     "read-only-output": Case("prepare", ("--out", "{read-only}/prepared", "--metrics", "{read-only}/m.json"),
                              "make it writable", setup=_read_only, outputs=("out/prepared",)),
     "disk-full": Case("prepare", PREPARE, "refuses files this large", preexec=_file_size_limit,
-                      outputs=("prepared",)),
+                      outputs=("prepared",), process=True),
 }
 
 
@@ -252,11 +257,16 @@ def test_bad_input_stops_in_one_line_and_loses_nothing(workspace, name):
     (case_dir / "params.yaml").write_text(params)
     before = snapshot(workspace)
 
-    result = stage(workspace, case.stage, *(a.replace("{read-only}", read_only).replace("{case}", rel)
-                                            for a in case.args),
-                   "--params", f"{rel}/params.yaml", preexec=case.preexec)
+    args = (*(a.replace("{read-only}", read_only).replace("{case}", rel) for a in case.args),
+            "--params", f"{rel}/params.yaml")
+    if case.process:
+        result = stage(workspace, case.stage, *args, preexec=case.preexec)
+        status = result.returncode
+    else:
+        result = invoke_stage(workspace, case.stage, *args)
+        status = result.exit_code
 
-    assert result.returncode == 1, result.stderr
+    assert status == 1, result.stderr
     # One line: the error. A stage that failed while training may have drawn progress bars before it.
     lines = [line for line in re.split(r"[\r\n]", result.stderr) if line.strip()]
     assert lines and lines[-1].startswith("error: "), result.stderr
@@ -277,12 +287,8 @@ def test_gpu_only_scheme_on_cpu_is_an_na_row(workspace):
         pytest.skip("this machine has CUDA: fp16 builds")
     before = snapshot(workspace)
     rel = "cases/gpu-only"
-    result = stage(workspace, "quantize", *(a.replace("{case}", rel) for a in QUANTIZE), "--scheme", "fp16")
-    assert result.returncode == 0, result.stderr
+    result = invoke_stage(workspace, "quantize", *(a.replace("{case}", rel) for a in QUANTIZE), "--scheme", "fp16")
+    assert result.exit_code == 0, result.output
     metrics = json.loads((workspace / rel / "m.json").read_text())
     assert metrics["status"].startswith("n/a: needs CUDA") and metrics["size_mb"] is None
     assert snapshot(workspace) == before
-
-
-def test_the_catalogue_is_at_least_twenty_cases():
-    assert len(CASES) + 1 >= 20

@@ -6,7 +6,6 @@ import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -84,12 +83,6 @@ def test_bad_bench_params_are_one_line_errors(bench_section, message):
     assert message in info.value.format_message() and "\n" not in info.value.format_message()
 
 
-def test_percentile_matches_numpy():
-    values = [5.0, 1.0, 3.0, 2.0, 8.0, 13.0, 21.0]
-    for q in (0, 50, 90, 99, 100):
-        assert timing.percentile(values, q) == pytest.approx(np.percentile(values, q))
-
-
 def test_time_calls_stops_at_the_time_budget_but_not_below_min_runs():
     calls = []
     fixed = lambda call: (call(), 40.0)[1]  # noqa: E731: every call "takes" 40 ms
@@ -104,7 +97,8 @@ def test_summarise():
     row = timing.summarise([2.0, 4.0, 6.0, 8.0], batch_size=8)
     assert row["latency_ms_p50"] == 5.0 and row["latency_ms_mean"] == 5.0 and row["runs"] == 4
     assert row["throughput_per_s"] == 1600.0  # 8 sentences in 5 ms
-    assert row["latency_ms_p50"] <= row["latency_ms_p90"] <= row["latency_ms_p99"]
+    # linear interpolation between the order statistics: p90 at 0.7 of the way from 6 to 8, p99 at 0.97
+    assert (row["latency_ms_p90"], row["latency_ms_p99"]) == (7.4, 7.94)
 
 
 def crafted_rows():

@@ -16,24 +16,36 @@ def _check(path, cwd):
                           text=True)
 
 
-def test_check_command_validates_the_repositorys_params():
-    """`make check` (run by `make repro` and here): the repository's params.yaml is valid as a whole."""
-    result = _check(REPO / "params.yaml", REPO)
-    assert result.returncode == 0, result.stderr
-    assert "every section valid" in result.stdout
+def test_the_repositorys_params_are_valid_as_a_whole():
+    """What `make check` (run by `make repro`) checks: the repository's params.yaml is valid as a whole."""
+    from click.testing import CliRunner
+
+    from prunequant.check import main
+
+    result = CliRunner().invoke(main, [str(REPO / "params.yaml")])
+    assert result.exit_code == 0 and "every section valid" in result.stdout, result.output
+
+
+def test_check_command_reports_a_bad_section_in_one_line_and_exit_1(tmp_path):
+    (tmp_path / "params.yaml").write_text("fintune: {}\n")
+    result = _check("params.yaml", tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("error: params.yaml: unknown key 'fintune' (did you mean 'finetune'?); "
+                                     "valid keys: " + ", ".join(Params.__dataclass_fields__))
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("fintune: {}\n", "error: params.yaml: unknown key 'fintune' (did you mean 'finetune'?)"),
     ("quantize:\n  settings:\n    onnx-int4-weight: {block_size: 24}\n",
-     "error: params.yaml: quantize.settings.onnx-int4-weight.block_size must be a power of two >= 16, got 24"),
-    ("bench:\n  shapes: [bert-huge]\n", "error: params.yaml: bench.shapes[0] names unknown architecture 'bert-huge'"),
+     "params.yaml: quantize.settings.onnx-int4-weight.block_size must be a power of two >= 16, got 24"),
+    ("bench:\n  shapes: [bert-huge]\n", "params.yaml: bench.shapes[0] names unknown architecture 'bert-huge'"),
+    ("report:\n  radar_flor: 0.2\n", "params.yaml: unknown key 'report.radar_flor' (did you mean 'radar_floor'?)"),
 ])
-def test_check_command_reports_any_section_in_one_line(tmp_path, text, expected):
+def test_the_whole_file_check_reports_any_section_in_one_line(tmp_path, text, expected):
+    """What `make check` runs (in this process: load_params is the command's whole work)."""
     (tmp_path / "params.yaml").write_text(text)
-    result = _check("params.yaml", tmp_path)
-    assert result.returncode == 1
-    assert result.stderr.strip().startswith(expected) and len(result.stderr.strip().splitlines()) == 1
+    with pytest.raises(PrunequantError) as info:
+        load_params(tmp_path / "params.yaml")
+    assert info.value.format_message().startswith(expected) and "\n" not in info.value.format_message()
 
 
 def test_a_stage_reads_only_its_sections(tmp_path):

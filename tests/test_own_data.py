@@ -8,7 +8,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from .conftest import by_family
+from .conftest import by_family, shared_build
 from .test_pipeline import IGNORE, MACHINE, REPO, ran_stages, set_params, sh
 from .test_families import _tiny_model
 
@@ -26,9 +26,8 @@ def three_class_pairs_csv(path, rows_per_class=30):
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
-@pytest.fixture(scope="module")
-def own(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("own") / "prunequant"
+def _reproduce_own(root):
+    repo = root / "prunequant"
     shutil.copytree(REPO, repo, ignore=IGNORE)
     for path in ("metrics", "reports"):
         shutil.rmtree(repo / path, ignore_errors=True)
@@ -53,7 +52,12 @@ def own(tmp_path_factory):
         "evaluate", "evaluate-pruned@1", "finetune", MACHINE, "prepare", "prune@1", "quantize-onnx-pruned@1-onnx-int8-static",
         "quantize-onnx@baseline-onnx-int8-static", "quantize-torch-pruned@1-int8-dynamic",
         "quantize-torch@baseline-int8-dynamic", "refinetune@1", "report", "results", "sensitivity"])
-    return repo
+
+
+@pytest.fixture(scope="session")
+def own(tmp_path_factory):
+    """The repository reproduced once on the DistilBERT and the pair CSV (read-only for the tests)."""
+    return shared_build(tmp_path_factory, "own", _reproduce_own) / "prunequant"
 
 
 def test_labels_keep_their_names_everywhere(own):

@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from prunequant.bench_table import COLUMNS as BENCH_COLUMNS
+from prunequant.evaluation import accuracy_ci, paired_test
 
-from .conftest import by_family
+from .conftest import by_family, private_copy, shared_build
 
 REPO = Path(__file__).resolve().parents[1]
 MACHINE = "machine/dvc.yaml:machine"  # the accelerator check, always run by `dvc repro`
@@ -44,10 +45,8 @@ def ran_stages(output):
     return sorted(line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage"))
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A copy of this repository, reproduced once on tiny params."""
-    repo = tmp_path_factory.mktemp("e2e") / "prunequant"
+def _reproduce_tiny(root: Path) -> None:
+    repo = root / "prunequant"
     shutil.copytree(REPO, repo, ignore=IGNORE)
     for path in ("metrics", "reports"):  # outputs of this checkout must not leak into the copy
         shutil.rmtree(repo / path, ignore_errors=True)
@@ -71,7 +70,18 @@ def repo(tmp_path_factory):
         "evaluate", "evaluate-pruned@4", "finetune", MACHINE, "prepare", "prune@4", "quantize-gpu-pruned@4-fp16",
         "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-gpu@baseline-fp16", "quantize-onnx@baseline-onnx-int8-dynamic",
         "refinetune@4", "report", "results", "sensitivity"])
-    return repo
+
+
+@pytest.fixture(scope="session")
+def repo(tmp_path_factory):
+    """A copy of this repository, reproduced once per session on tiny params; read-only for the tests."""
+    return shared_build(tmp_path_factory, "e2e", _reproduce_tiny) / "prunequant"
+
+
+@pytest.fixture
+def workspace(repo, tmp_path):
+    """A private copy of the reproduced repository, for a test that changes params, code or git state."""
+    return private_copy(repo, tmp_path / "prunequant")
 
 
 def test_every_output_is_written(repo):
@@ -83,10 +93,12 @@ def test_every_output_is_written(repo):
 
     evaluation = json.loads((repo / "metrics" / "evaluate" / "baseline-fp32.json").read_text())
     assert evaluation["layers"] == 6 and evaluation["test"]["n"] == 40
-    assert evaluation["test"]["accuracy_ci_low"] <= evaluation["test"]["accuracy"] <= evaluation["test"]["accuracy_ci_high"]
     predictions = pd.read_parquet(repo / "predictions" / "baseline-fp32" / "test.parquet")
     test = pd.read_parquet(repo / "data" / "prepared" / "test.parquet")
     assert predictions["idx"].tolist() == test["idx"].tolist()
+    # the figures are those of the saved predictions: accuracy and its 95% interval
+    assert {k: evaluation["test"][k] for k in ("n", "accuracy", "accuracy_ci_low", "accuracy_ci_high")} == (
+        accuracy_ci((predictions["prediction"] == predictions["label"]).to_numpy(), 0.95))
 
     results = pd.read_csv(repo / "metrics" / "results.csv")
     results = results[results.precision == "fp32"].reset_index(drop=True)  # quantized rows: test below
@@ -95,7 +107,10 @@ def test_every_output_is_written(repo):
         ["pruned-4", 4, "fp32", "cpu", "validation"], ["pruned-4", 4, "fp32", "cpu", "test"]]
     assert results["size_mb"].iloc[0] == pytest.approx(91.8, abs=1.5)  # MiniLM-L6 FP32 + tokenizer
     assert results["size_mb"].iloc[2] < results["size_mb"].iloc[0] - 10  # two layers of ~7 MB each gone
-    assert results["verdict"].iloc[2] in ("no significant difference", "better", "worse")
+    pruned_vs_baseline = paired_test(*(pd.read_parquet(repo / "predictions" / f"{m}-fp32" / "validation.parquet")
+                                       for m in ("baseline", "pruned-4")))
+    assert results.loc[2, ["verdict", "mcnemar_p"]].tolist() == [pruned_vs_baseline["verdict"],
+                                                                 pytest.approx(pruned_vs_baseline["mcnemar_p"])]
     assert results["reference"].iloc[2] == "baseline-fp32"
 
     sensitivity = pd.read_csv(repo / "metrics" / "sensitivity.csv")
@@ -146,84 +161,74 @@ def test_training_runs_in_what_auto_resolves_to_on_this_machine_and_says_so(repo
     assert ("in bf16 mixed precision, FP32 weights" if machine["bf16"] else "in FP32") in card
 
 
-def test_second_repro_reruns_nothing(repo):
-    result = sh("dvc", "repro", cwd=repo)
+def test_second_repro_reruns_nothing(workspace):
+    result = sh("dvc", "repro", cwd=workspace)
     assert ran_stages(result.stdout) == [MACHINE]  # always checked; its unchanged output reruns nothing
-    assert sh("dvc", "status", "dvc.yaml", cwd=repo).stdout.split() == ["Data", "and", "pipelines", "are", "up", "to", "date."]
+    assert sh("dvc", "status", "dvc.yaml", cwd=workspace).stdout.split() == [
+        "Data", "and", "pipelines", "are", "up", "to", "date."]
 
 
-
-def test_bench_cpu_times_every_cpu_variant_and_plain_repro_never_benchmarks(repo):
-    set_params(repo, bench={"warmup": 1, "runs": 3, "min_runs": 2, "max_seconds": 0.05, "batch_sizes": [1, 2],
+def test_bench_cpu_times_every_cpu_variant_and_plain_repro_never_benchmarks(workspace):
+    set_params(workspace, bench={"warmup": 1, "runs": 3, "min_runs": 2, "max_seconds": 0.05, "batch_sizes": [1, 2],
                             "seq_lengths": [8, 16], "batch_seq_length": 16})
-    result = sh("dvc", "repro", "bench/dvc.yaml:bench-cpu", cwd=repo)  # what `make bench-cpu` runs
+    result = sh("dvc", "repro", "bench/dvc.yaml:bench-cpu", cwd=workspace)  # what `make bench-cpu` runs
     assert ran_stages(result.stdout) == ["bench/dvc.yaml:bench-cpu", MACHINE]  # the models are reused
-    csv = pd.read_csv(repo / "metrics" / "bench" / "cpu.csv")
+    csv = pd.read_csv(workspace / "metrics" / "bench" / "cpu.csv")
     assert csv.groupby(["variant", "runtime"]).size().to_dict() == {  # fp16 needs CUDA: not a CPU variant
         ("baseline", "eager"): 3, ("baseline-onnx-int8-dynamic", "onnxruntime"): 3,
         ("pruned-4", "eager"): 3, ("pruned-4-onnx-int8-dynamic", "onnxruntime"): 3}
     assert csv[["batch_size", "seq_len"]].drop_duplicates().values.tolist() == [[1, 8], [1, 16], [2, 16]]
     assert csv.latency_ms_p50.gt(0).all() and csv.runs.ge(2).all() and (csv.weights == "trained").all()
     assert set(csv.layers) == {6, 4}
-    assert "| pruned-4-onnx-int8-dynamic | onnxruntime | 4 |" in (repo / "reports" / "bench-cpu.md").read_text()
+    assert "| pruned-4-onnx-int8-dynamic | onnxruntime | 4 |" in (workspace / "reports" / "bench-cpu.md").read_text()
     # Timings are never restored from a cache, and a plain `dvc repro` never re-times anything.
-    assert "bench/dvc.yaml:bench-cpu" in ran_stages(sh("dvc", "repro", "bench/dvc.yaml:bench-cpu", cwd=repo).stdout)
-    assert "bench/dvc.yaml:bench-cpu" not in ran_stages(sh("dvc", "repro", cwd=repo).stdout)
+    assert "bench/dvc.yaml:bench-cpu" in ran_stages(sh("dvc", "repro", "bench/dvc.yaml:bench-cpu", cwd=workspace).stdout)
+    assert "bench/dvc.yaml:bench-cpu" not in ran_stages(sh("dvc", "repro", cwd=workspace).stdout)
     # ... but the report picks the new timings up: a recommendation and the latency figures.
-    report = (repo / "reports" / "report.md").read_text()
+    report = (workspace / "reports" / "report.md").read_text()
     assert "- **CPU latency**: **" in report and "- **GPU latency**: N/A" in report
     for figure in ("latency_vs_batch_cpu", "latency_vs_seq_cpu", "pareto_cpu_latency", "pareto_size", "radar"):
-        assert (repo / "reports" / "figures" / f"{figure}.png").stat().st_size > 10_000
-    plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=repo).stdout)
+        assert (workspace / "reports" / "figures" / f"{figure}.png").stat().st_size > 10_000
+    plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=workspace).stdout)
     assert {"Latency vs batch size (CPU)", "Accuracy vs size (Pareto)"} <= set(plots["data"]) and not plots.get("errors")
-    result = sh("dvc", "repro", "bench/dvc.yaml:bench-gpu", cwd=repo)
+    result = sh("dvc", "repro", "bench/dvc.yaml:bench-gpu", cwd=workspace)
     assert "no CUDA device" in result.stdout
-    assert (repo / "metrics" / "bench" / "gpu.csv").read_text().count("\n") == 1  # a header, no rows
+    assert (workspace / "metrics" / "bench" / "gpu.csv").read_text().count("\n") == 1  # a header, no rows
 
-def test_compare_strategies_runs_every_strategy_with_and_without_distillation(repo):
-    set_params(repo, compare={"keep_layers": 3, "strategies": ["top", "alternate"]})
-    result = sh("dvc", "repro", "strategies/dvc.yaml", cwd=repo)  # what `make compare-strategies` runs
+
+def test_compare_strategies_runs_a_strategy_with_and_without_distillation(workspace):
+    set_params(workspace, compare={"keep_layers": 3, "strategies": ["alternate"]})
+    result = sh("dvc", "repro", "strategies/dvc.yaml", cwd=workspace)  # what `make compare-strategies` runs
     # Only the comparison's stages run: the baseline, its evaluation and the sensitivity are reused.
     assert ran_stages(result.stdout) == sorted([MACHINE, *(  # the machine check: the refinetunes depend on it
         f"strategies/dvc.yaml:{stage}" for stage in (
-            "evaluate@alternate-distill", "evaluate@alternate-no-distill", "evaluate@top-distill",
-            "evaluate@top-no-distill", "prune@alternate", "prune@top", "refinetune@alternate-distill",
-            "refinetune@alternate-no-distill", "refinetune@top-distill", "refinetune@top-no-distill", "results"))])
-    strategies = pd.read_csv(repo / "metrics" / "strategies.csv")
-    results = pd.read_csv(repo / "metrics" / "results.csv")
+            "evaluate@alternate-distill", "evaluate@alternate-no-distill", "prune@alternate",
+            "refinetune@alternate-distill", "refinetune@alternate-no-distill", "results"))])
+    strategies = pd.read_csv(workspace / "metrics" / "strategies.csv")
+    results = pd.read_csv(workspace / "metrics" / "results.csv")
     assert list(strategies.columns) == list(results.columns)
     assert strategies["variant"].unique().tolist() == [
-        "baseline", "pruned-3-alternate-distill", "pruned-3-alternate-no-distill", "pruned-3-top-distill",
-        "pruned-3-top-no-distill"]
+        "baseline", "pruned-3-alternate-distill", "pruned-3-alternate-no-distill"]
     assert set(strategies.loc[strategies.variant != "baseline", "layers"]) == {3}
     assert set(strategies.loc[strategies.variant != "baseline", "reference"]) == {"baseline-fp32"}
-    for strategy, kept in (("top", [0, 1, 2]), ("alternate", [0, 2, 5])):
-        config = json.loads((repo / "models" / "strategies" / f"pruned-3-{strategy}-raw" / "config.json").read_text())
-        assert config["pruned_from_layers"] == kept
-    assert "| pruned-3-top-no-distill" in (repo / "reports" / "strategies.md").read_text()
-    assert ran_stages(sh("dvc", "repro", "strategies/dvc.yaml", cwd=repo).stdout) == [MACHINE]
-    assert "dvc repro strategies/dvc.yaml" in (repo / "Makefile").read_text()
+    config = json.loads((workspace / "models" / "strategies" / "pruned-3-alternate-raw" / "config.json").read_text())
+    assert config["pruned_from_layers"] == [0, 2, 5]
+    assert "| pruned-3-alternate-no-distill" in (workspace / "reports" / "strategies.md").read_text()
+    assert ran_stages(sh("dvc", "repro", "strategies/dvc.yaml", cwd=workspace).stdout) == [MACHINE]
+    assert "dvc repro strategies/dvc.yaml" in (workspace / "Makefile").read_text()
 
 
-def test_evaluate_change_reruns_no_training(repo):
-    set_params(repo, evaluate={"confidence_level": 0.9})
-    result = sh("dvc", "repro", cwd=repo)
-    # The CIs in sensitivity.csv change, so prune reruns, but it cuts the same layers: the costly
-    # re-finetuning is skipped.
-    assert ran_stages(result.stdout) == sorted([
-        "evaluate", "evaluate-pruned@4", MACHINE, "prune@4", "quantize-gpu-pruned@4-fp16",
-        "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-gpu@baseline-fp16", "quantize-onnx@baseline-onnx-int8-dynamic",
-        "report", "results", "sensitivity"])
+def _stale(repo, dvcfile: str = "dvc.yaml") -> list[str]:
+    """The stages `dvc status` lists as changed (the always-run machine check aside)."""
+    status = json.loads(sh("dvc", "status", "--json", dvcfile, cwd=repo).stdout or "{}")
+    return sorted(name.removeprefix("strategies/dvc.yaml:") for name in status if not name.endswith("machine"))
 
 
-def test_changing_one_schemes_settings_reruns_only_that_scheme(repo):
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["quantize"]["settings"]["onnx-int8-dynamic"]["per_channel"] = False
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    result = sh("dvc", "repro", cwd=repo)
-    assert ran_stages(result.stdout) == sorted([
-        MACHINE, "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-onnx@baseline-onnx-int8-dynamic", "report",
-        "results"])
+def test_an_evaluate_change_touches_no_training(workspace):
+    set_params(workspace, evaluate={"confidence_level": 0.9})
+    assert _stale(workspace) == sorted([
+        "evaluate", "evaluate-pruned@4", "quantize-gpu-pruned@4-fp16", "quantize-onnx-pruned@4-onnx-int8-dynamic",
+        "quantize-gpu@baseline-fp16", "quantize-onnx@baseline-onnx-int8-dynamic", "report", "results", "sensitivity"])
 
 
 def _stale_after_touching(repo, module: str, dvcfile: str = "dvc.yaml") -> list[str]:
@@ -232,14 +237,14 @@ def _stale_after_touching(repo, module: str, dvcfile: str = "dvc.yaml") -> list[
     original = path.read_text()
     path.write_text(original + "\n# touched\n")
     try:
-        status = json.loads(sh("dvc", "status", "--json", dvcfile, cwd=repo).stdout or "{}")
+        return _stale(repo, dvcfile)
     finally:
         path.write_text(original)
-    return sorted(name.removeprefix("strategies/dvc.yaml:") for name in status if not name.endswith("machine"))
 
 
-def test_a_code_change_reruns_exactly_the_stages_that_run_it(repo):
+def test_a_code_change_reruns_exactly_the_stages_that_run_it(workspace):
     """The dependency rule at work on an up-to-date pipeline: `dvc status` after touching one module."""
+    repo = workspace
     assert _stale_after_touching(repo, "quantization/onnx_schemes.py") == [
         "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-onnx@baseline-onnx-int8-dynamic"]
     assert _stale_after_touching(repo, "training.py") == ["finetune", "refinetune@4"]  # int8-qat is not listed here
@@ -250,59 +255,56 @@ def test_a_code_change_reruns_exactly_the_stages_that_run_it(repo):
         "quantize-gpu-pruned@4-fp16", "quantize-gpu@baseline-fp16"]
 
 
-def test_adding_a_prune_variant_runs_only_its_stages(repo):
-    set_params(repo, prune={"keep_layers": [4, 5]})
-    result = sh("dvc", "repro", cwd=repo)
+def test_a_new_prune_variant_runs_only_its_stages_and_rows_of_the_earlier_run_never_show(workspace):
+    """Switching pruned models and schemes: only the new model's stages run, and no row of the first run survives
+    in results.csv or the reports (their files stay on disk)."""
+    set_params(workspace, prune={"keep_layers": [5]}, quantize={"schemes": by_family("onnx-int8-dynamic")})
+    result = sh("dvc", "repro", cwd=workspace)
     assert ran_stages(result.stdout) == sorted([
-        "evaluate-pruned@5", MACHINE, "prune@5", "quantize-gpu-pruned@5-fp16", "quantize-onnx-pruned@5-onnx-int8-dynamic",
-        "refinetune@5", "report", "results"])
+        "evaluate-pruned@5", MACHINE, "prune@5", "quantize-onnx-pruned@5-onnx-int8-dynamic", "refinetune@5", "report",
+        "results"])
+    results = pd.read_csv(workspace / "metrics" / "results.csv")
+    assert sorted(set(zip(results.variant, results.precision, strict=True))) == [
+        ("baseline", "fp32"), ("baseline", "onnx-int8-dynamic"), ("pruned-5", "fp32"), ("pruned-5", "onnx-int8-dynamic")]
+    assert (workspace / "metrics" / "evaluate" / "pruned-4-fp32.json").is_file()  # the first run's, still on disk
+    for report in ("results.md", "report.md"):
+        text = (workspace / "reports" / report).read_text()
+        assert "pruned-4" not in text and "fp16" not in text, report
 
 
-
-def test_rows_of_an_earlier_run_never_show(repo):
-    """Switching pruned models and schemes between two runs: no row of the first survives in the second."""
-    set_params(repo, prune={"keep_layers": [5]}, quantize={"schemes": by_family("onnx-int8-dynamic")})
-    try:
-        sh("dvc", "repro", cwd=repo)
-        results = pd.read_csv(repo / "metrics" / "results.csv")
-        assert sorted(set(zip(results.variant, results.precision, strict=True))) == [
-            ("baseline", "fp32"), ("baseline", "onnx-int8-dynamic"), ("pruned-5", "fp32"), ("pruned-5", "onnx-int8-dynamic")]
-        assert (repo / "metrics" / "evaluate" / "pruned-4-fp32.json").is_file()  # the first run's, still on disk
-        for report in ("results.md", "report.md"):
-            text = (repo / "reports" / report).read_text()
-            assert "pruned-4" not in text and "fp16" not in text, report
-    finally:
-        set_params(repo, prune={"keep_layers": [4]}, quantize={"schemes": by_family("onnx-int8-dynamic", "fp16")})
-
-
-def test_metrics_diff_compares_two_branches(repo):
+def test_one_schemes_settings_rerun_only_that_scheme_and_metrics_diff_compares_two_branches(workspace):
     """The README's way to compare configurations: a branch per configuration, `dvc metrics diff`."""
     git = ("git", "-c", "user.name=t", "-c", "user.email=t@t")
-    sh("dvc", "repro", cwd=repo)
-    sh(*git, "add", "-A", cwd=repo)
-    sh(*git, "commit", "-qm", "main configuration", cwd=repo)
-    sh("git", "branch", "-M", "main", cwd=repo)
-    sh("git", "checkout", "-qb", "more-distillation", cwd=repo)
-    set_params(repo, refinetune={"alpha": 0.9})
-    ran = ran_stages(sh("dvc", "repro", cwd=repo).stdout)
-    assert {"refinetune@4", "evaluate-pruned@4"} <= set(ran) and "finetune" not in ran
-    sh(*git, "commit", "-qam", "alpha 0.9", cwd=repo)
-    diff = sh("dvc", "metrics", "diff", "main", "--md", cwd=repo).stdout
+    sh(*git, "add", "-A", cwd=workspace)
+    sh(*git, "commit", "-qm", "main configuration", cwd=workspace)
+    sh("git", "branch", "-M", "main", cwd=workspace)
+    sh("git", "checkout", "-qb", "per-tensor", cwd=workspace)
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["quantize"]["settings"]["onnx-int8-dynamic"]["per_channel"] = False
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert ran_stages(sh("dvc", "repro", cwd=workspace).stdout) == sorted([
+        MACHINE, "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-onnx@baseline-onnx-int8-dynamic", "report",
+        "results"])
+    sh(*git, "commit", "-qam", "per-tensor INT8", cwd=workspace)
+    diff = sh("dvc", "metrics", "diff", "main", "--md", cwd=workspace).stdout
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in diff.splitlines()[2:]
             if line.startswith("|")]
     changed = {(path, key): (old, new) for path, key, old, new, *_ in rows}
-    old, new = changed[("metrics/refinetune/pruned-4/metrics.json", "eval.loss")]  # the distillation mix changed
-    assert float(old) != float(new), diff
+    old, new = changed[("metrics/evaluate/baseline-onnx-int8-dynamic.json", "size_mb")]  # one scale per tensor
+    assert float(new) < float(old), diff
     assert not any(path == "metrics/evaluate/baseline-fp32.json" for path, _ in changed)  # the baseline did not
-    sh("git", "checkout", "-q", "main", cwd=repo)
-    sh("dvc", "checkout", "dvc.yaml", cwd=repo)  # the root pipeline's outputs as on main
+    sh("git", "checkout", "-q", "main", cwd=workspace)
+    sh("dvc", "checkout", "dvc.yaml", cwd=workspace)  # the root pipeline's outputs as on main
+    assert _stale(workspace) == []
 
 
-def test_a_team_shares_outputs_through_a_dvc_remote(repo, tmp_path):
+def test_a_team_shares_outputs_through_a_dvc_remote(workspace, tmp_path):
     """`make push` in one clone, `make pull` in another: the second clone reruns nothing."""
+    repo = workspace
     git = ("git", "-c", "user.name=t", "-c", "user.email=t@t")
     sh("dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote"), cwd=repo)
-    sh(*git, "commit", "-qam", "a shared DVC remote", cwd=repo)
+    sh(*git, "add", "-A", cwd=repo)  # the lock and the metrics the repro wrote, and the remote
+    sh(*git, "commit", "-qm", "reproduced, with a shared DVC remote", cwd=repo)
     sh("dvc", "push", "dvc.yaml", cwd=repo)  # `make push` pushes every pipeline's outputs
     other = tmp_path / "teammate"
     sh("git", "clone", "-q", str(repo), str(other), cwd=tmp_path)
@@ -311,7 +313,9 @@ def test_a_team_shares_outputs_through_a_dvc_remote(repo, tmp_path):
         repo / "models" / "baseline" / "model.safetensors").read_bytes()
     assert ran_stages(sh("dvc", "repro", cwd=other).stdout) == [MACHINE]  # always checked, nothing else
 
-def test_unreachable_hub_model_fails_in_one_line_and_keeps_prepared_data(repo):
+
+def test_unreachable_hub_model_fails_in_one_line_and_keeps_prepared_data(workspace):
+    repo = workspace
     before = {p.name: p.read_bytes() for p in (repo / "data" / "prepared").iterdir()}
     set_params(repo, base={"model": "bert-base-uncased"})
     result = sh("dvc", "repro", cwd=repo, check=False)

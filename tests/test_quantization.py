@@ -24,6 +24,9 @@ from prunequant.quantization.every import every_scheme
 
 from .conftest import tiny_frame
 
+# One worker runs the whole module: its module fixture is built once.
+pytestmark = pytest.mark.xdist_group("quantization")
+
 SCHEMES = every_scheme()
 
 TEXTS = tiny_frame(6)["text"].tolist()

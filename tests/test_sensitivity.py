@@ -3,6 +3,7 @@ import pytest
 import pandas as pd
 import torch
 
+from prunequant.evaluation import accuracy_ci
 from prunequant.pruning import layer_count
 from prunequant.pruning import importance_order
 from prunequant.sensitivity import SENSITIVITY_COLUMNS, ablation, iterative, plot_sensitivity
@@ -35,7 +36,10 @@ def test_ablation_ranks_layers_by_drop():
     assert reference == 1.0
     np.testing.assert_allclose(table["accuracy_drop"], [0.25, 0.05, 0.15, 0.0])
     assert importance_order(table) == [3, 1, 2, 0]
-    assert (table["ci_low"] <= table["accuracy"]).all() and (table["accuracy"] <= table["ci_high"]).all()
+    # each skipped layer's accuracy carries the Wilson interval of its own 20 scored examples
+    expected = [accuracy_ci(np.array([0] * wrong + [1] * (20 - wrong))) for wrong in (5, 1, 3, 0)]
+    np.testing.assert_allclose(table["ci_low"], [e["accuracy_ci_low"] for e in expected])
+    np.testing.assert_allclose(table["ci_high"], [e["accuracy_ci_high"] for e in expected])
     assert layer_count(model) == 4  # every layer back in place
 
 

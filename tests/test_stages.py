@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DVC_FILES
+from .conftest import DVC_FILES, invoke_stage
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = sorted(p.stem for p in (REPO / "stages").glob("*.py"))
@@ -30,11 +30,16 @@ def test_dvc_stages_call_exactly_the_stage_scripts():
 
 
 @pytest.mark.parametrize("name", STAGES)
-def test_help(name):
-    result = run_stage(name, "--help")
-    assert result.returncode == 0, result.stderr
-    assert "Usage:" in result.stdout
+def test_help(name, tmp_path):
+    result = invoke_stage(tmp_path, name, "--help")
+    assert result.exit_code == 0, result.output
+    assert f"Usage: {name} [OPTIONS]" in result.stdout
     assert ("--params" in result.stdout) == (name != "machine")  # machine reads no params
+
+
+def test_help_of_the_script_itself():
+    result = run_stage("prepare", "--help")
+    assert result.returncode == 0 and "Usage: prepare.py [OPTIONS]" in result.stdout, result.stderr
 
 
 def test_bad_params_exit_with_one_line(tmp_path):

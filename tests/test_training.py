@@ -85,10 +85,14 @@ def test_distillation_trains_a_pruned_student(tiny_model_dir):
     for param in student.parameters():  # start the student from scratch-ish so it must learn
         param.data.normal_(0, 0.02)
     tokenizer = load_tokenizer(str(tiny_model_dir))
+    # Pure distillation (alpha 1) on training labels that are all wrong: only the teacher can teach the student
+    # the true labels, which the validation frame has. A trainer that ignored the teacher would learn the flipped
+    # labels and score near 0.
     cfg = RefinetuneConfig(epochs=10, learning_rate=1e-2, batch_size=16, warmup_ratio=0.0, logging_steps=5,
-                           distill=True, temperature=2.0, alpha=0.7, hidden_weight=0.1)
+                           distill=True, temperature=2.0, alpha=1.0, hidden_weight=0.1)
     frame = tiny_frame(40)
-    metrics = finetune(student, tokenizer, frame, frame, cfg, seed=0, max_seq_length=16,
+    flipped = frame.assign(label=1 - frame["label"])
+    metrics = finetune(student, tokenizer, flipped, frame, cfg, seed=0, max_seq_length=16,
                        teacher=teacher, kept_layers=student.config.pruned_from_layers)
     assert metrics["accuracy"] > 0.9
     assert student.config.num_hidden_layers == 1
