@@ -37,6 +37,9 @@ def main(
         "device": "cpu",
         "size_mb": round(model_size_mb(model_dir), 3),
         "status": "ok",
+        "measured_on": "cpu",
+        "kernels": "torch-cpu",
+        "eval_batch": params.evaluate.batch_size,
     }
     if reference is not None:
         result["reference"] = reference.name

@@ -23,7 +23,9 @@ from prunequant.quantization import (
     build_artifact,
     get_scheme,
     load_artifact,
+    measured_on,
     not_available_reason,
+    scoring_batch_size,
     write_manifest,
 )
 from prunequant.splits import SCORED_SPLITS, load_label_names, load_split, model_inputs
@@ -78,9 +80,11 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
         else:
             write_manifest(tmp, scheme, settings, str(model_dir), "ok")
             model, tokenizer, _ = load_artifact(tmp)  # scored as a user loads it: from the folder alone
-            result |= {"layers": num_layers(model), "size_mb": round(model_size_mb(tmp), 3), "status": "ok"}
+            device, batch_size = measured_on(scheme), scoring_batch_size(scheme, params.evaluate.batch_size)
+            result |= {"layers": num_layers(model), "size_mb": round(model_size_mb(tmp), 3), "status": "ok",
+                       "measured_on": device, "kernels": f"{scheme.kernels}-{device}", "eval_batch": batch_size}
             scores, frames = score_splits(
-                model, tokenizer, data_dir, batch_size=params.evaluate.batch_size,
+                model, tokenizer, data_dir, batch_size=batch_size,
                 max_seq_length=params.base.max_seq_length, confidence_level=params.evaluate.confidence_level,
                 reference=reference,
             )
@@ -97,8 +101,9 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
         click.echo(f"quantize: {variant} {scheme.name}: {unavailable}")
     else:
         test = result["test"]
+        where = f", measured with {result['kernels']}" if result["measured_on"] != scheme.device else ""
         click.echo(f"quantize: {variant} {scheme.name} {result['size_mb']:.1f} MB, test accuracy "
-                   f"{test['accuracy']:.4f} ({100 * test['accuracy_delta']:+.2f} pts vs FP32) -> {out_dir}")
+                   f"{test['accuracy']:.4f} ({100 * test['accuracy_delta']:+.2f} pts vs FP32{where}) -> {out_dir}")
 
 
 if __name__ == "__main__":

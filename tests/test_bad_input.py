@@ -35,7 +35,7 @@ GOOD = {
                  "checkpoint_steps": 0},
     "refinetune": {"epochs": 1, "batch_size": 8},
     "prune": {"keep_layers": [1]},
-    "quantize": {"schemes": by_family("int8-dynamic", "fp16"), "settings": {"int8-dynamic": {}, "fp16": {}}},
+    "quantize": {"schemes": by_family("int8-dynamic", "fp8"), "settings": {"int8-dynamic": {}, "fp8": {}}},
 }
 PROGRESS = re.compile(r"^\s*(Map:\s*)?\d+%\|.*\|")  # a tqdm bar
 
@@ -284,10 +284,10 @@ def test_gpu_only_scheme_on_cpu_is_an_na_row(workspace):
     import torch
 
     if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA: fp16 builds")
+        pytest.skip("this machine has CUDA")
     before = snapshot(workspace)
     rel = "cases/gpu-only"
-    result = invoke_stage(workspace, "quantize", *(a.replace("{case}", rel) for a in QUANTIZE), "--scheme", "fp16")
+    result = invoke_stage(workspace, "quantize", *(a.replace("{case}", rel) for a in QUANTIZE), "--scheme", "fp8")
     assert result.exit_code == 0, result.output
     metrics = json.loads((workspace / rel / "m.json").read_text())
     assert metrics["status"].startswith("n/a: needs CUDA") and metrics["size_mb"] is None

@@ -63,12 +63,13 @@ def _reproduce_tiny(root: Path) -> None:
         finetune={"epochs": 1, "batch_size": 16, "logging_steps": 2},
         prune={"keep_layers": [4]},
         refinetune={"epochs": 1, "batch_size": 16, "logging_steps": 2},
-        quantize={"schemes": by_family("onnx-int8-dynamic", "fp16")},  # one CPU scheme, one CUDA scheme
+        # one CPU scheme, and a CUDA scheme with CPU kernels (scored on the CPU here, deployed on a GPU)
+        quantize={"schemes": by_family("onnx-int8-dynamic", "bnb-nf4")},
     )
     result = sh("dvc", "repro", cwd=repo)
     assert ran_stages(result.stdout) == sorted([
-        "evaluate", "evaluate-pruned@4", "finetune", MACHINE, "prepare", "prune@4", "quantize-gpu-pruned@4-fp16",
-        "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-gpu@baseline-fp16", "quantize-onnx@baseline-onnx-int8-dynamic",
+        "evaluate", "evaluate-pruned@4", "finetune", MACHINE, "prepare", "prune@4", "quantize-gpu-pruned@4-bnb-nf4",
+        "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-gpu@baseline-bnb-nf4", "quantize-onnx@baseline-onnx-int8-dynamic",
         "refinetune@4", "report", "results", "sensitivity"])
 
 
@@ -126,24 +127,27 @@ def test_every_output_is_written(repo):
 def test_every_model_is_quantized_and_scored(repo):
     results = pd.read_csv(repo / "metrics" / "results.csv")
     quantized = results[results.precision != "fp32"]
-    assert quantized[["variant", "precision", "device", "split", "status"]].values.tolist() == [
-        ["baseline", "onnx-int8-dynamic", "cpu", "validation", "ok"], ["baseline", "onnx-int8-dynamic", "cpu", "test", "ok"],
-        ["baseline", "fp16", "cuda", "validation", "n/a: needs CUDA"], ["baseline", "fp16", "cuda", "test", "n/a: needs CUDA"],
-        ["pruned-4", "onnx-int8-dynamic", "cpu", "validation", "ok"], ["pruned-4", "onnx-int8-dynamic", "cpu", "test", "ok"],
-        ["pruned-4", "fp16", "cuda", "validation", "n/a: needs CUDA"], ["pruned-4", "fp16", "cuda", "test", "n/a: needs CUDA"]]
-    cpu = quantized[quantized.status == "ok"]
-    assert cpu["accuracy"].notna().all() and (cpu["n"] == 40).all()
-    assert cpu["reference"].tolist() == ["baseline-fp32"] * 2 + ["pruned-4-fp32"] * 2
+    columns = ["variant", "precision", "device", "measured_on", "kernels", "eval_batch", "split", "status"]
+    onnx, bnb = ["onnx-int8-dynamic", "cpu", "cpu", "onnxruntime-cpu", 1], ["bnb-nf4", "cuda", "cpu", "bitsandbytes-cpu", 64]
+    assert quantized[columns].values.tolist() == [
+        [model, *scheme, split, "ok"] for model in ("baseline", "pruned-4") for scheme in (onnx, bnb)
+        for split in ("validation", "test")]
+    assert quantized["accuracy"].notna().all() and (quantized["n"] == 40).all()
+    assert quantized["reference"].tolist() == ["baseline-fp32"] * 4 + ["pruned-4-fp32"] * 4
     fp32_size = results.loc[(results.variant == "baseline") & (results.precision == "fp32"), "size_mb"].iloc[0]
-    assert cpu["size_mb"].iloc[0] < 0.3 * fp32_size  # embeddings are quantized too
-    assert quantized.loc[quantized.status != "ok", "accuracy"].isna().all()
+    sizes = quantized.set_index(["variant", "precision"])["size_mb"]
+    assert sizes["baseline", "onnx-int8-dynamic"].iloc[0] < 0.3 * fp32_size  # embeddings are quantized too
+    assert sizes["baseline", "bnb-nf4"].iloc[0] < 0.7 * fp32_size  # 4-bit Linear weights, 16-bit embeddings
 
     folder = repo / "models" / "quantized" / "baseline-onnx-int8-dynamic"
     assert {"model.onnx", "config.json", "tokenizer.json", "prunequant.json", "README.md"} <= {p.name for p in folder.iterdir()}
     card = (folder / "README.md").read_text()
     assert "## What stays in higher precision" in card and "ORTModelForSequenceClassification" in card
-    assert f"{100 * cpu['accuracy'].iloc[1]:.2f} [" in card  # the measured test accuracy
-    assert "n/a: needs CUDA" in (repo / "models" / "quantized" / "baseline-fp16" / "README.md").read_text()
+    test = quantized[(quantized.precision == "onnx-int8-dynamic") & (quantized.split == "test")]
+    assert f"{100 * test['accuracy'].iloc[0]:.2f} [" in card  # the measured test accuracy
+    assert "one sentence at a time without padding" in card
+    assert "GPU kernels may differ" in (repo / "models" / "quantized" / "baseline-bnb-nf4" / "README.md").read_text()
+    assert "‡ A GPU scheme scored on this machine's CPU (bitsandbytes-cpu)" in (repo / "reports" / "report.md").read_text()
     assert json.loads((repo / "metrics" / "machine.json").read_text())["cuda"] is False
 
 
@@ -174,7 +178,7 @@ def test_bench_cpu_times_every_cpu_variant_and_plain_repro_never_benchmarks(work
     result = sh("dvc", "repro", "bench/dvc.yaml:bench-cpu", cwd=workspace)  # what `make bench-cpu` runs
     assert ran_stages(result.stdout) == ["bench/dvc.yaml:bench-cpu", MACHINE]  # the models are reused
     csv = pd.read_csv(workspace / "metrics" / "bench" / "cpu.csv")
-    assert csv.groupby(["variant", "runtime"]).size().to_dict() == {  # fp16 needs CUDA: not a CPU variant
+    assert csv.groupby(["variant", "runtime"]).size().to_dict() == {  # bnb-nf4 is a GPU variant: not timed here
         ("baseline", "eager"): 3, ("baseline-onnx-int8-dynamic", "onnxruntime"): 3,
         ("pruned-4", "eager"): 3, ("pruned-4-onnx-int8-dynamic", "onnxruntime"): 3}
     assert csv[["batch_size", "seq_len"]].drop_duplicates().values.tolist() == [[1, 8], [1, 16], [2, 16]]
@@ -227,8 +231,8 @@ def _stale(repo, dvcfile: str = "dvc.yaml") -> list[str]:
 def test_an_evaluate_change_touches_no_training(workspace):
     set_params(workspace, evaluate={"confidence_level": 0.9})
     assert _stale(workspace) == sorted([
-        "evaluate", "evaluate-pruned@4", "quantize-gpu-pruned@4-fp16", "quantize-onnx-pruned@4-onnx-int8-dynamic",
-        "quantize-gpu@baseline-fp16", "quantize-onnx@baseline-onnx-int8-dynamic", "report", "results", "sensitivity"])
+        "evaluate", "evaluate-pruned@4", "quantize-gpu-pruned@4-bnb-nf4", "quantize-onnx-pruned@4-onnx-int8-dynamic",
+        "quantize-gpu@baseline-bnb-nf4", "quantize-onnx@baseline-onnx-int8-dynamic", "report", "results", "sensitivity"])
 
 
 def _stale_after_touching(repo, module: str, dvcfile: str = "dvc.yaml") -> list[str]:
@@ -252,7 +256,7 @@ def test_a_code_change_reruns_exactly_the_stages_that_run_it(workspace):
     assert _stale_after_touching(repo, "bench.py") == []  # `make bench-cpu` runs it; `dvc repro` never does
     assert _stale_after_touching(repo, "plots.py") == ["report"]
     assert _stale_after_touching(repo, "quantization/gpu_schemes.py") == [
-        "quantize-gpu-pruned@4-fp16", "quantize-gpu@baseline-fp16"]
+        "quantize-gpu-pruned@4-bnb-nf4", "quantize-gpu@baseline-bnb-nf4"]
 
 
 def test_a_new_prune_variant_runs_only_its_stages_and_rows_of_the_earlier_run_never_show(workspace):
@@ -269,7 +273,7 @@ def test_a_new_prune_variant_runs_only_its_stages_and_rows_of_the_earlier_run_ne
     assert (workspace / "metrics" / "evaluate" / "pruned-4-fp32.json").is_file()  # the first run's, still on disk
     for report in ("results.md", "report.md"):
         text = (workspace / "reports" / report).read_text()
-        assert "pruned-4" not in text and "fp16" not in text, report
+        assert "pruned-4" not in text and "bnb-nf4" not in text, report
 
 
 def test_one_schemes_settings_rerun_only_that_scheme_and_metrics_diff_compares_two_branches(workspace):

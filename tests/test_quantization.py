@@ -1,12 +1,15 @@
 """Every scheme of the registry on a small random BERT: build, save, reload (also in a fresh process),
-predict close to FP32, and shrink where it should. CUDA-only schemes report n/a without CUDA."""
+predict close to FP32, and shrink where it should. Without CUDA, the GPU schemes with CPU kernels are built and
+scored on the CPU; the others report n/a and why. Dynamic schemes score the same whatever the sentence order."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from prunequant.errors import PrunequantError
@@ -16,13 +19,14 @@ from prunequant.quantization import (
     BuildContext,
     cuda_available,
     load_artifact,
+    measured_on,
     not_available_reason,
     read_manifest,
     write_manifest,
 )
 from prunequant.quantization.every import every_scheme
 
-from .conftest import tiny_frame
+from .conftest import by_family, invoke_stage, tiny_frame
 
 # One worker runs the whole module: its module fixture is built once.
 pytestmark = pytest.mark.xdist_group("quantization")
@@ -74,7 +78,7 @@ def reference(small_model_dir):
 
 def runs_here(scheme) -> bool:
     """Whether this machine can build and load ``scheme`` (CUDA schemes with CPU kernels run here too)."""
-    return not_available_reason(scheme) is None or scheme.cpu_kernels
+    return not_available_reason(scheme) is None
 
 
 class Artifacts(dict):
@@ -105,8 +109,8 @@ def built(small_model_dir, tmp_path_factory):
 @pytest.mark.parametrize("name", list(SCHEMES))
 def test_build_save_reload_predict(name, built, reference, small_model_dir):
     scheme = SCHEMES[name]
-    if scheme.device == "cuda" and not cuda_available():
-        assert not_available_reason(scheme) == "n/a: needs CUDA"
+    if scheme.device == "cuda" and not cuda_available() and not scheme.cpu_kernels:
+        assert not_available_reason(scheme) == f"n/a: needs CUDA ({scheme.no_cpu_reason})"
     folder = built[name]
     files = {p.name for p in folder.iterdir()}
     assert not any(f.endswith((".bin", ".pt", ".pkl")) for f in files), files  # no pickles
@@ -176,12 +180,12 @@ def test_artifacts_that_cannot_load_here_say_why_in_one_line(tmp_path, built, sm
     (tmp_path / "config.json").write_text("{}")
     write_manifest(tmp_path, scheme, scheme.settings(), "models/baseline", "n/a: needs CUDA")
     assert "not built here (n/a: needs CUDA)" in one_line_error(lambda: load_artifact(tmp_path))
-    if not cuda_available():  # an fp16 folder built on a GPU machine, opened on this one
-        folder = tmp_path / "fp16"
-        folder.mkdir()
-        scheme.build(small_model_dir, folder, scheme.settings(), CONTEXT)
-        write_manifest(folder, scheme, scheme.settings(), "models/baseline", "ok")
-        assert "cannot run on this machine (n/a: needs CUDA)" in one_line_error(lambda: load_artifact(folder))
+    if not cuda_available():  # an fp8 folder built on a GPU machine, opened on this one
+        folder = tmp_path / "fp8"
+        shutil.copytree(small_model_dir, folder)
+        write_manifest(folder, SCHEMES["fp8"], SCHEMES["fp8"].settings(), "models/baseline", "ok")
+        assert ("a fp8 artifact cannot run on this machine (n/a: needs CUDA (FP8 matmuls need an Ada or Hopper GPU))"
+                in one_line_error(lambda: load_artifact(folder)))
     (tmp_path / "prunequant.json").write_text("{broken")
     assert "not valid JSON" in one_line_error(lambda: load_artifact(tmp_path))
 
@@ -234,3 +238,90 @@ def test_fp8_on_an_older_gpu_is_not_available(monkeypatch):
     assert not_available_reason(SCHEMES["bnb-nf4"]) is None
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (9, 0))  # an H100
     assert not_available_reason(SCHEMES["fp8"]) is None
+
+
+def test_gpu_schemes_with_cpu_kernels_are_built_and_scored_without_cuda(monkeypatch):
+    """On a machine without CUDA: float16, bitsandbytes and torchao INT8 are scored on the CPU and say so; the
+    schemes without CPU kernels give their reason."""
+    import prunequant.quantization as registry
+
+    monkeypatch.setattr(registry, "cuda_available", lambda: False)
+    for name in ("fp16", "bnb-int8", "bnb-nf4", "bnb-fp4", "torchao-int8-weight"):
+        assert not_available_reason(SCHEMES[name]) is None and measured_on(SCHEMES[name]) == "cpu", name
+    assert not_available_reason(SCHEMES["torchao-int4-weight"]) == (
+        "n/a: needs CUDA (torchao 0.18 has no CPU kernel for INT4 weights)")
+    monkeypatch.setattr(registry, "cuda_available", lambda: True)
+    assert measured_on(SCHEMES["bnb-nf4"]) == "cuda" and measured_on(SCHEMES["int8-dynamic"]) == "cpu"
+
+
+DYNAMIC = [name for name, scheme in SCHEMES.items() if scheme.dynamic_activations]
+
+
+def test_the_dynamic_schemes_are_those_that_quantize_activations_at_run_time():
+    assert DYNAMIC == ["int8-dynamic", "int8-qat", "onnx-int8-dynamic"]
+
+
+@pytest.fixture(scope="module")
+def scored_workspace(small_model_dir, tmp_path_factory):
+    """Prepared data of 80 sentences and the small model with its FP32 predictions, as the quantize stage reads them."""
+    import yaml
+
+    from prunequant.data import PrepareConfig, make_splits
+    from prunequant.splits import save_splits
+
+    root = tmp_path_factory.mktemp("scored")
+    splits, names = make_splits({"train": tiny_frame(40)}, None, PrepareConfig(validation_size=0.25, test_size=0.25), 0)
+    save_splits(splits, names, root / "data")
+    (root / "params.yaml").write_text(yaml.safe_dump({
+        "base": {"seed": 0, "model": "model", "max_seq_length": 16},
+        "evaluate": {"batch_size": 8},
+        "quantize": {"schemes": by_family(*DYNAMIC, "bnb-nf4"), "settings": {n: {} for n in [*DYNAMIC, "bnb-nf4"]}}}))
+    shutil.copytree(small_model_dir, root / "model")
+    shutil.copytree(root / "data", root / "shuffled")  # the same sentences in another order
+    for split in ("validation", "test"):
+        frame = pd.read_parquet(root / "data" / f"{split}.parquet")
+        frame.sample(frac=1, random_state=1).to_parquet(root / "shuffled" / f"{split}.parquet", index=False)
+    for data in ("data", "shuffled"):
+        result = invoke_stage(root, "evaluate", "--data", data, "--model", "model", "--variant", "baseline",
+                              "--metrics", f"fp32-{data}.json", "--predictions", f"fp32-{data}")
+        assert result.exit_code == 0, result.output
+    return root
+
+
+def _quantize(root, name, data="data"):
+    """Run the quantize stage (in this process) on ``name``; return its metrics and its predictions folder."""
+    out = f"{name}-{data}"
+    result = invoke_stage(root, "quantize", "--data", data, "--model", "model", "--variant", "baseline",
+                          "--scheme", name, "--reference", f"fp32-{data}", "--out", out, "--metrics", f"{out}.json",
+                          "--predictions", f"{out}-predictions")
+    assert result.exit_code == 0, result.output
+    return json.loads((root / f"{out}.json").read_text()), root / f"{out}-predictions"
+
+
+@pytest.mark.parametrize("name", DYNAMIC)
+def test_a_dynamic_schemes_predictions_do_not_depend_on_the_order_of_the_sentences(scored_workspace, name):
+    """Scored one sentence at a time: shuffling the evaluation sentences (so that others would share a batch)
+    changes no prediction."""
+    root = scored_workspace
+    shuffled = root / "shuffled"
+    metrics, predictions = _quantize(root, name)
+    assert metrics["eval_batch"] == 1 and metrics["kernels"] == f"{SCHEMES[name].kernels}-cpu"
+    again, shuffled_predictions = _quantize(root, name, "shuffled")
+    for split in ("validation", "test"):
+        first = pd.read_parquet(predictions / f"{split}.parquet").set_index("idx")
+        second = pd.read_parquet(shuffled_predictions / f"{split}.parquet").set_index("idx").loc[first.index]
+        assert not first.index.equals(pd.read_parquet(shuffled / f"{split}.parquet").set_index("idx").index)
+        assert (first["prediction"] == second["prediction"]).all()
+        np.testing.assert_allclose(first["score"], second["score"], rtol=1e-5)
+        assert again[split]["accuracy"] == metrics[split]["accuracy"]
+
+
+def test_a_gpu_scheme_with_cpu_kernels_is_scored_in_the_pipeline_and_says_where(scored_workspace):
+    if cuda_available():
+        pytest.skip("this machine has CUDA: bnb-nf4 is scored on the GPU")
+    metrics, _ = _quantize(scored_workspace, "bnb-nf4")
+    assert metrics["status"] == "ok" and metrics["device"] == "cuda"
+    assert (metrics["measured_on"], metrics["kernels"], metrics["eval_batch"]) == ("cpu", "bitsandbytes-cpu", 8)
+    assert metrics["size_mb"] > 0 and 0 <= metrics["test"]["accuracy"] <= 1 and "verdict" in metrics["test"]
+    card = (scored_workspace / "bnb-nf4-data" / "README.md").read_text()
+    assert "on CPU with bitsandbytes-cpu kernels" in card and "GPU kernels may differ" in card

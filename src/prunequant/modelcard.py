@@ -32,6 +32,22 @@ def _trained_in(evaluation: dict) -> str:
     return f" in {precision} mixed precision, FP32 weights"
 
 
+def _scored_how(scheme, evaluation: dict) -> str:
+    device = evaluation.get("measured_on", evaluation["device"])
+    kernels = evaluation.get("kernels")
+    batch = evaluation.get("eval_batch")
+    how = f"on {device.upper()}" + (f" with {kernels} kernels" if kernels else "")
+    if batch == 1:
+        how += (", one sentence at a time without padding (its activations are quantized at run time, so a batch's "
+                "other sentences would change a prediction)")
+    elif batch:
+        how += f", in batches of {batch} padded to their longest sentence"
+    if device != scheme.device:
+        how += (f". This scheme is meant for {scheme.device.upper()}: the pipeline ran where there was none, and "
+                "GPU kernels may differ from these in the last digits")
+    return how
+
+
 def model_card(scheme, settings, evaluation: dict, *, source: str, source_size_mb: float | None, data: str,
                folder: str, label_names: tuple[str, ...] = ()) -> str:
     """Markdown for ``<artifact>/README.md``; ``evaluation`` is the evaluate JSON of this artifact."""
@@ -68,7 +84,7 @@ def model_card(scheme, settings, evaluation: dict, *, source: str, source_size_m
         "## Measured",
         "",
         f"Size on disk: **{evaluation['size_mb']:.1f} MB**{ratio}: weights, config and tokenizer, in 10^6 bytes.",
-        f"Accuracy, scored on {evaluation['device'].upper()} by the pipeline's evaluation:",
+        f"Accuracy, scored by the pipeline's evaluation {_scored_how(scheme, evaluation)}:",
         "",
         *_accuracy_lines(evaluation),
         "",

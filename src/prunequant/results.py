@@ -17,7 +17,10 @@ RESULT_COLUMNS = [
     "model",
     "layers",
     "precision",
-    "device",
+    "device",  # where the variant is meant to run (and is timed and recommended)
+    "measured_on",  # where its accuracy was measured: a CUDA scheme with CPU kernels is scored on a CPU-only machine
+    "kernels",  # the library and device of the kernels that computed it, e.g. bitsandbytes-cpu
+    "eval_batch",  # sentences per forward pass when scoring (1: one at a time, unpadded)
     "split",
     "n",
     "accuracy",
@@ -44,7 +47,7 @@ def evaluation_rows(evaluation: dict) -> list[dict]:
     if missing:
         raise PrunequantError(f"evaluation metrics lack {', '.join(missing)}; rerun `dvc repro evaluate`")
     description = {key: evaluation[key] for key in _DESCRIPTION_KEYS}
-    description["reference"] = evaluation.get("reference")
+    description |= {key: evaluation.get(key) for key in ("reference", "measured_on", "kernels", "eval_batch")}
     if evaluation["status"] != "ok":  # e.g. "n/a: needs CUDA": a row per split, with no figures
         return [{**description, "split": split} for split in SCORED_SPLITS]
     rows = []
@@ -119,7 +122,11 @@ def markdown_table(results: pd.DataFrame, confidence_level: float = 0.95) -> str
     multi_class = _has_macro_f1(results)
     if multi_class:
         shown["macro_f1"] = results["macro_f1"].map(lambda v: "" if pd.isna(v) else f"{100 * v:.2f}")
-    shown = shown[["variant", "model", "layers", "precision", "device", "split", "n", "accuracy",
+    shown["scored with"] = [
+        "" if pd.isna(k) else f"{k}, batch {int(b)}" if b != 1 else f"{k}, one at a time"
+        for k, b in zip(results.kernels, results.eval_batch, strict=True)
+    ]
+    shown = shown[["variant", "model", "layers", "precision", "device", "scored with", "split", "n", "accuracy",
                    *(["macro_f1"] if multi_class else []), "size_mb", "paired test (McNemar)", "status"]]
     shown = shown.rename(columns={"accuracy": f"accuracy % [{100 * confidence_level:g}% CI]", "size_mb": "size (MB)",
                                   "macro_f1": "macro-F1 %"})
@@ -143,6 +150,8 @@ def summary_table(results: pd.DataFrame, confidence_level: float = 0.95) -> str:
             "layers": row.layers,
             "precision": row.precision,
             "device": row.device,
+            # a GPU scheme scored on a machine without CUDA says so: GPU kernels may differ in the last digits
+            "measured with": "" if pd.isna(row.kernels) else row.kernels,
             f"test accuracy % [{100 * confidence_level:g}% CI]": (
                 f"{100 * row.accuracy:.2f} [{100 * row.accuracy_ci_low:.2f}, {100 * row.accuracy_ci_high:.2f}]"
                 if ok else row.status),
@@ -154,4 +163,4 @@ def summary_table(results: pd.DataFrame, confidence_level: float = 0.95) -> str:
             "× FP32 size": "" if pd.isna(row.size_mb) else f"{row.size_mb / base_size:.3f}",
         })
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True,
-                                          colalign=("left",) * (7 if multi_class else 6) + ("right", "right"))
+                                          colalign=("left",) * (8 if multi_class else 7) + ("right", "right"))

@@ -78,7 +78,16 @@ class Scheme:
     weights_format: str = "safetensors"  # or "onnx"
     how_to_load: str = ""  # a Python snippet for the model card; {folder} is filled in
     min_cuda_capability: tuple[int, int] | None = None  # e.g. (8, 9): FP8 matmuls need Ada or Hopper
-    cpu_kernels: bool = False  # a CUDA scheme whose build and load also run on CPU (slowly): tests use it
+    # The library whose kernels run it ("torch", "onnxruntime", "bitsandbytes", "torchao"): results name the kernels
+    # an accuracy was measured with as "<kernels>-<device>".
+    kernels: str = "torch"
+    # A CUDA scheme whose build and kernels also run on the CPU (slowly): without CUDA it is built and scored there,
+    # so its accuracy is known on any machine; it is still deployed, timed and recommended on the GPU only.
+    cpu_kernels: bool = False
+    no_cpu_reason: str = ""  # a CUDA scheme without CPU kernels: why (the results row says it)
+    # Activations quantized at run time from the whole input tensor (dynamic INT8): a sentence's prediction would
+    # depend on the other sentences and the padding of its batch, so it is scored one sentence at a time, unpadded.
+    dynamic_activations: bool = False
     # where benchmarks time it (default: its own device); fp32 and bf16 run on both
     bench_devices: tuple[str, ...] = ()
     needs_training: bool = False  # its weights come from training on the data: random weights cannot build it
@@ -150,9 +159,12 @@ def cuda_available() -> bool:
 
 
 def not_available_reason(scheme: Scheme) -> str | None:
-    """Why ``scheme`` cannot run on this machine (the results row's status), or None when it can."""
+    """Why ``scheme`` cannot be built and scored on this machine (the results row's status), or None when it can
+    (a CUDA scheme with CPU kernels can, on the CPU: :func:`measured_on`)."""
     if scheme.device == "cuda" and not cuda_available():
-        return "n/a: needs CUDA"
+        if scheme.cpu_kernels:
+            return None
+        return "n/a: needs CUDA" + (f" ({scheme.no_cpu_reason})" if scheme.no_cpu_reason else "")
     if scheme.min_cuda_capability:
         import torch
 
@@ -160,6 +172,18 @@ def not_available_reason(scheme: Scheme) -> str | None:
             major, minor = scheme.min_cuda_capability
             return f"n/a: needs a GPU of compute capability {major}.{minor} or newer"
     return None
+
+
+def measured_on(scheme: Scheme) -> str:
+    """Where this machine builds and scores ``scheme``: its own device, or the CPU for a CUDA scheme with CPU
+    kernels on a machine without CUDA."""
+    return "cuda" if scheme.device == "cuda" and cuda_available() else "cpu"
+
+
+def scoring_batch_size(scheme: Scheme, batch_size: int) -> int:
+    """Sentences per forward pass when scoring ``scheme``: 1 (unpadded) where activations are quantized at run
+    time, so that accuracy does not depend on which sentences share a batch; else the evaluate setting."""
+    return 1 if scheme.dynamic_activations else batch_size
 
 
 def build_artifact(scheme: Scheme, source: Path, out: Path, settings: Any, context: BuildContext) -> str | None:
@@ -218,7 +242,7 @@ def load_artifact(folder: str | os.PathLike):
     if manifest and manifest.get("status", "ok") != "ok":
         raise PrunequantError(f"{folder}: not built here ({manifest['status']}); rebuild it with `dvc repro`")
     unavailable = not_available_reason(scheme)
-    if unavailable and not scheme.cpu_kernels:
+    if unavailable:
         raise PrunequantError(f"{folder}: a {scheme.name} artifact cannot run on this machine ({unavailable})")
     settings = parse_settings(scheme, (manifest or {}).get("settings"), f"{folder}/{MANIFEST}: settings")
     model, tokenizer = scheme.load(folder, settings)

@@ -1,8 +1,9 @@
 """GPU schemes: float16, bitsandbytes (transformers' BitsAndBytesConfig) and torchao ``quantize_`` configs.
 
-They are meant for CUDA and the pipeline evaluates them only there (on a CPU machine their rows say
-"n/a: needs CUDA"). The build and load code itself takes whichever device is present, so the tests
-exercise it on CPU where the kernels exist there (bitsandbytes 8/4-bit, torchao INT8 weight-only).
+They are meant for CUDA: deployed, timed and recommended there. The build and load code takes whichever device
+is present, so on a machine without CUDA the schemes whose kernels also exist on the CPU (float16, bitsandbytes
+8/4-bit, torchao INT8 weight-only) are built and scored there, and their rows say so (``measured_on``, ``kernels``);
+the others (torchao INT4, FP8) say "n/a: needs CUDA" and why.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ register(Scheme(
     device="cuda",
     settings=NoSettings,
     build=cast_builder("float16"),
-    load=cast_loader("float16", "cuda"),
+    load=cast_loader("float16", None),
     full_precision="nothing is kept in FP32 (LayerNorm runs in float16 on the GPU, as is usual for BERT)",
+    cpu_kernels=True,
     how_to_load=HF_LOAD.replace("{extra}", ", dtype=torch.float16").replace(
         "tokenizer =", "model = model.cuda()\ntokenizer ="
     ),
@@ -124,6 +126,7 @@ for _kind, _name, _settings, _summary in (
         load=_bnb_load,
         full_precision=_HEAD_NOTE.format(why="transformers' bitsandbytes integration quantizes Linear layers only"),
         how_to_load=_BNB_LOAD,
+        kernels="bitsandbytes",
         cpu_kernels=True,
     ))
 
@@ -243,5 +246,12 @@ for _name, _settings, _summary in (
         full_precision=_HEAD_NOTE.format(why="torchao quantize_ is applied to the encoder's Linear layers"),
         how_to_load=PRUNEQUANT_LOAD,
         min_cuda_capability={"fp8": (8, 9), "torchao-int4-weight": (8, 0)}.get(_name),
+        kernels="torchao",
         cpu_kernels=_name == "torchao-int8-weight",
+        no_cpu_reason={
+            # torchao 0.18's INT4 packings: tile_packed_to_4d (tinygemm), plain and preshuffled (fbgemm) run on CUDA,
+            # plain_int32 on XPU/NPU; the CPU packing ("opaque") of earlier releases is gone.
+            "torchao-int4-weight": "torchao 0.18 has no CPU kernel for INT4 weights",
+            "fp8": "FP8 matmuls need an Ada or Hopper GPU",
+        }.get(_name, ""),
     ))

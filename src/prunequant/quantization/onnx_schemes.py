@@ -97,6 +97,7 @@ register(Scheme(
     full_precision="everything (FP32): only the graph is optimized",
     weights_format="onnx",
     how_to_load=_ORT_LOAD,
+    kernels="onnxruntime",
 ))
 
 
@@ -201,6 +202,8 @@ register(Scheme(
     full_precision=_EMBEDDINGS_NOTE,
     weights_format="onnx",
     how_to_load=_ORT_LOAD,
+    kernels="onnxruntime",
+    dynamic_activations=True,
 ))
 
 register(Scheme(
@@ -213,6 +216,7 @@ register(Scheme(
     full_precision=_EMBEDDINGS_NOTE,
     weights_format="onnx",
     how_to_load=_ORT_LOAD,
+    kernels="onnxruntime",
 ))
 
 
@@ -268,4 +272,5 @@ register(Scheme(
     ),
     weights_format="onnx",
     how_to_load=_ORT_LOAD,
+    kernels="onnxruntime",
 ))

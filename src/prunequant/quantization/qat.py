@@ -120,4 +120,5 @@ register(Scheme(
     ),
     how_to_load=PRUNEQUANT_LOAD,
     needs_training=True,
+    dynamic_activations=True,
 ))

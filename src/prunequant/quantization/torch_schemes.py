@@ -47,7 +47,8 @@ def cast_builder(dtype_name: str):
     return build
 
 
-def cast_loader(dtype_name: str, device: str):
+def cast_loader(dtype_name: str, device: str | None):
+    """Load a cast model onto ``device`` (None: CUDA where there is one, else the CPU)."""
     def load(folder: Path, settings):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -55,7 +56,8 @@ def cast_loader(dtype_name: str, device: str):
         model = AutoModelForSequenceClassification.from_pretrained(
             folder, dtype=getattr(torch, dtype_name), use_safetensors=True
         )
-        return model.to(device).eval(), AutoTokenizer.from_pretrained(folder)
+        where = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return model.to(where).eval(), AutoTokenizer.from_pretrained(folder)
 
     return load
 
@@ -225,4 +227,5 @@ register(Scheme(
         "embedding tables stay FP32 too"
     ),
     how_to_load=PRUNEQUANT_LOAD,
+    dynamic_activations=True,
 ))
