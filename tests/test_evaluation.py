@@ -51,6 +51,26 @@ def test_predictions_are_in_order_and_batch_independent(tiny_model_dir):
     assert named["prediction_name"].tolist() == [("bad", "good")[i] for i in table["prediction"]]
 
 
+def test_batches_group_sentences_of_similar_length_and_logits_come_back_in_order(tiny_model_dir):
+    """Little compute goes to padding: sentences are batched by length, and each logit row is still its own."""
+    import torch
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    texts = ["good " * n for n in (9, 1, 7, 2, 8, 1, 6, 3)]
+    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    shapes = []
+
+    class LengthModel(torch.nn.Module):  # logits: (the sentence's own length, 0)
+        def forward(self, input_ids, attention_mask):
+            shapes.append(tuple(input_ids.shape))
+            return type("Out", (), {"logits": torch.stack([attention_mask.sum(1).float(),
+                                                           torch.zeros(len(input_ids))], 1)})
+
+    logits = predict_logits(LengthModel(), tokenizer, texts, batch_size=4, max_seq_length=32)
+    assert logits[:, 0].tolist() == lengths
+    assert shapes == [(4, sorted(lengths)[3]), (4, max(lengths))]  # the four shortest, then the four longest
+
+
 def test_macro_f1_weighs_each_class_alike():
     labels, predicted = np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 1, 1, 2, 0])
     # per class F1 = 2 TP / (predicted + actual): 2/4, 4/5, 2/3
