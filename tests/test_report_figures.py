@@ -97,8 +97,24 @@ def test_recommendation_respects_the_accuracy_budget(bench_dir):
     assert "significant (McNemar p = 0.01)" in widest["CPU latency"]["text"]
 
 
+def test_gpu_schemes_are_never_the_cpu_pick_and_the_smallest_gpu_variant_is_named(bench_dir):
+    """A GPU scheme scored (and even timed) on a CPU is not a CPU deployment; a GPU user still learns which
+    variant is smallest for a GPU."""
+    nf4 = result("pruned-3", "bnb-nf4", 0.812, 27.9, -0.005, 0.6, device="cuda", layers=3)
+    results = pd.concat([RESULTS, pd.DataFrame([nf4]).reindex(columns=RESULT_COLUMNS)])
+    cpu = pd.concat([bench_frame(), pd.DataFrame([bench_row("pruned-3-bnb-nf4", "bnb-nf4", "eager", 3, 1, 16, 0.1)])])
+    cpu["source"] = [v.removesuffix("-" + p) for v, p in zip(cpu.variant, cpu.precision, strict=True)]
+    table = variant_table(results, cpu, read_bench(bench_dir / "gpu.csv"), (1, 16), (16, 64))
+    choices = {c["target"]: c for c in recommend(table, max_drop_points=1.0)}
+    assert table.set_index("label").loc["pruned-3-bnb-nf4", "cpu_ms"] == 0.1  # the fastest CPU timing of all
+    assert choices["CPU latency"]["variant"] == "baseline-onnx-int8-dynamic"
+    assert choices["Smallest on disk"]["variant"] == "baseline-onnx-int4-weight"
+    assert "Smallest GPU variant: pruned-3-bnb-nf4 (27.9 MB, test accuracy 81.20%, -0.50 pts)" in (
+        choices["Smallest on disk"]["text"])
+
+
 def test_ties_within_noise_are_said():
-    rows = pd.DataFrame({"label": ["a", "b"], "source": ["x", "y"], "precision": ["fp32", "fp32"],
+    rows = pd.DataFrame({"label": ["a", "b"], "source": ["x", "y"], "precision": ["fp32", "fp32"], "device": ["cpu"] * 2,
                          "accuracy": [0.8, 0.8], "baseline_delta": [0.0, 0.0], "baseline_p": [None, None],
                          "cpu_ms": [1.00, 1.03], "cpu_runtime": ["eager", "eager"], "gpu_ms": [None, None],
                          "gpu_throughput": [None, None], "size_mb": [10.0, 20.0]})

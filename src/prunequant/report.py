@@ -89,6 +89,7 @@ TARGETS = (  # (name, column, lower is better, unit)
     ("GPU throughput", "gpu_throughput", False, "sentences/s"),
     ("Smallest on disk", "size_mb", True, "MB"),
 )
+DEVICE_NAME = {"cuda": "GPU"}
 NOISE = 0.05  # latencies or throughputs closer than this (relative) count as a tie
 RUNTIME_OF = {"cpu_ms": "cpu_runtime", "gpu_ms": "gpu_runtime", "gpu_throughput": "gpu_throughput_runtime"}
 
@@ -100,6 +101,8 @@ def recommend(table: pd.DataFrame, max_drop_points: float, alpha: float = 0.05) 
     choices = []
     for name, column, lower, unit in TARGETS:
         candidates = eligible[eligible[column].notna()].sort_values(column, ascending=lower)
+        if column == "cpu_ms":  # a GPU scheme timed on a CPU (its slow fallback kernels) is no CPU deployment
+            candidates = candidates[candidates.device != "cuda"]
         if candidates.empty:
             reason = ("no variant was benchmarked there" if table[column].isna().all()
                       else f"no benchmarked variant stays within {max_drop_points:g} points of the baseline")
@@ -128,6 +131,12 @@ def recommend(table: pd.DataFrame, max_drop_points: float, alpha: float = 0.05) 
                             f"({100 * gap:.0f}% apart), a gap run-to-run noise can make: either will do.")
             else:
                 text.append(f"Runner-up: {second.label} ({_fmt(second[column], unit)}).")
+        if column == "size_mb":  # a user deploying on the other device wants its smallest variant too
+            for device, rows in candidates[candidates.device != best.device].groupby("device", sort=True):
+                other = rows.iloc[0]
+                where = DEVICE_NAME.get(device, device.upper())
+                text.append(f"Smallest {where} variant: {other.label} ({_fmt(other[column], unit)}, "
+                            f"test accuracy {100 * other.accuracy:.2f}%, {100 * other.baseline_delta:+.2f} pts).")
         choices.append({"target": name, "variant": best.label, "text": " ".join(text), column: float(value),
                         "accuracy": float(best.accuracy), "accuracy_delta_vs_baseline": float(best.baseline_delta)})
     return choices
@@ -268,7 +277,8 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params) -> l
         f"Accuracy is on the test split, in percent with its {100 * level:g}% Wilson interval, measured on the "
         "device each scheme targets (‡ marks a GPU scheme scored with its library's CPU kernels on a machine "
         "without CUDA: `measured_on` and `kernels` in results.csv); the paired test is an exact McNemar test "
-        f"against the FP32 baseline on the same sentences. Latency is the p50 of single calls at batch 1 x {short[1]} tokens (one short sentence) "
+        "against the FP32 baseline on the same sentences. "
+        f"Latency is the p50 of single calls at batch 1 x {short[1]} tokens (one short sentence) "
         "in the fastest runtime measured; peak memory is the process's resident-set growth on CPU and the CUDA "
         "allocator's peak on GPU, at that point, in MB (10^6 bytes). N/A: not measured on that device."
         + (f" Benchmark rows of {', '.join(stale)} are left out: they were measured on another model; rerun "
