@@ -100,8 +100,9 @@ def test_recommendation_respects_the_accuracy_budget(bench_dir):
 def test_gpu_schemes_are_never_the_cpu_pick_and_the_smallest_gpu_variant_is_named(bench_dir):
     """A GPU scheme scored (and even timed) on a CPU is not a CPU deployment; a GPU user still learns which
     variant is smallest for a GPU."""
+    fp4 = result("pruned-3", "bnb-fp4", 0.810, 27.9, -0.007, 0.5, device="cuda", layers=3)  # as small, less accurate
     nf4 = result("pruned-3", "bnb-nf4", 0.812, 27.9, -0.005, 0.6, device="cuda", layers=3)
-    results = pd.concat([RESULTS, pd.DataFrame([nf4]).reindex(columns=RESULT_COLUMNS)])
+    results = pd.concat([RESULTS, pd.DataFrame([fp4, nf4]).reindex(columns=RESULT_COLUMNS)])
     cpu = pd.concat([bench_frame(), pd.DataFrame([bench_row("pruned-3-bnb-nf4", "bnb-nf4", "eager", 3, 1, 16, 0.1)])])
     cpu["source"] = [v.removesuffix("-" + p) for v, p in zip(cpu.variant, cpu.precision, strict=True)]
     table = variant_table(results, cpu, read_bench(bench_dir / "gpu.csv"), (1, 16), (16, 64))

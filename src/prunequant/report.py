@@ -100,7 +100,9 @@ def recommend(table: pd.DataFrame, max_drop_points: float, alpha: float = 0.05) 
     eligible = table[table.accuracy.notna() & (table.baseline_delta >= -max_drop_points / 100 - 1e-12)]
     choices = []
     for name, column, lower, unit in TARGETS:
-        candidates = eligible[eligible[column].notna()].sort_values(column, ascending=lower)
+        # equal costs (two 4-bit formats of one model have one size): the more accurate first
+        candidates = eligible[eligible[column].notna()].sort_values([column, "accuracy"], ascending=[lower, False],
+                                                                     kind="stable")
         if column == "cpu_ms":  # a GPU scheme timed on a CPU (its slow fallback kernels) is no CPU deployment
             candidates = candidates[candidates.device != "cuda"]
         if candidates.empty:
