@@ -11,7 +11,7 @@ endif
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup check repro finetune compare-strategies bench-cpu bench-gpu bench-gpu-shapes test test-fast metrics plots \
+.PHONY: help setup check quick repro finetune compare-strategies bench-cpu bench-gpu bench-gpu-shapes test test-fast metrics plots \
 	docker-build docker-repro docker-bench-gpu docker-test exp push pull
 
 help: ## List the targets
@@ -33,6 +33,13 @@ $(STAMP): requirements.txt pyproject.toml
 
 check: setup ## Validate every section of params.yaml (python -m prunequant.check); repro runs it first
 	python -m prunequant.check
+
+# A clone of the committed code in quick/ (its own DVC cache), with profiles/quick.yaml applied as a DVC experiment
+# there: nothing in this workspace changes. `rm -rf quick` removes it.
+quick: setup ## A first run in a few minutes: the whole pipeline on a subset, in its own clone -> quick/reports/report.md
+	rm -rf quick && git clone -q . quick
+	args="$$(python -m prunequant.profiles quick)" && cd quick && eval dvc exp run $$args
+	@echo "quick: done; open quick/reports/report.md (quick/metrics/results.csv has every row)"
 
 # NPROC=<n>: train with n processes (`accelerate launch`, one per GPU; gloo on CPU) by setting
 # finetune.processes / refinetune.processes for this run (dvc exp run -S ..., kept in params.yaml).

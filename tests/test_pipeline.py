@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 MACHINE = "machine/dvc.yaml:machine"  # the accelerator check, always run by `dvc repro`
 IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "models", "predictions", "cache", "tmp", "__pycache__",
                                 "config.local",  # a developer's own DVC settings (e.g. a shared cache)
+                                "quick",  # `make quick`'s own clone
                                 "*.egg-info", ".pytest_cache", "dvc_plots")
 
 pytestmark = pytest.mark.e2e
