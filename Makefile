@@ -11,7 +11,7 @@ endif
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup check quick repro finetune compare-strategies bench-cpu bench-gpu bench-gpu-shapes test test-fast metrics plots \
+.PHONY: help setup check quick repro finetune compare-strategies bench-cpu bench-cpu-shapes bench-gpu bench-gpu-shapes test test-fast metrics plots \
 	docker-build docker-repro docker-bench-gpu docker-test exp push pull
 
 help: ## List the targets
@@ -59,6 +59,11 @@ bench-gpu: setup ## Time every GPU variant -> metrics/bench/gpu.csv (a message a
 	@if python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then \
 		dvc repro bench/dvc.yaml:bench-gpu; \
 	else echo "bench-gpu: no CUDA device on this machine: nothing timed, metrics/bench/gpu.csv left as it was"; fi
+
+bench-cpu-shapes: setup ## bert-base 12 vs 8 and bert-large 24 vs 16 layers, random weights, FP32 eager and INT8 runtimes, on the CPU -> metrics/bench/cpu-shapes.csv
+	dvc repro prepare
+	python stages/bench.py --device cpu --weights random --name cpu-shapes --summary reports/bench-cpu-shapes.md \
+		--schemes onnx-int8-dynamic,openvino-int8-static --points 1x16,1x128
 
 bench-gpu-shapes: setup ## bert-base/large shapes (bench.shapes) with random weights on the GPU -> metrics/bench/gpu-shapes.csv
 	dvc repro prepare

@@ -21,13 +21,16 @@ from prunequant.report import ReportConfig, recommendation_metrics, write_report
               help="Folder for report.md, figures/ and plots/.")
 @click.option("--recommendations", type=click.Path(path_type=Path), required=True,
               help="JSON file for the recommendation per target.")
+@click.option("--study", type=click.Path(path_type=Path), default=None,
+              help="CSV of the original study's CPU figures, shown next to `make bench-cpu-shapes`'s.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
-def main(results: Path, bench_dir: Path, out_dir: Path, recommendations: Path, params_path: str) -> None:
+def main(results: Path, bench_dir: Path, out_dir: Path, recommendations: Path, study: Path | None,
+         params_path: str) -> None:
     """Write <out>/report.md with its figures and <recommendations>."""
     params = load(params_path, evaluate=EvaluateConfig, report=ReportConfig)
     if not results.is_file():
         raise PrunequantError(f"{results}: not found; run `dvc repro results` first")
-    choices = write_report(pd.read_csv(results), bench_dir, out_dir, params)
+    choices = write_report(pd.read_csv(results), bench_dir, out_dir, params, study)
     for choice in choices:
         click.echo(f"  {choice['target']}: {choice['variant'] or choice['text']}")
     write_json(recommendations, recommendation_metrics(choices))

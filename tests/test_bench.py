@@ -93,19 +93,46 @@ def test_time_calls_stops_at_the_time_budget_but_not_below_min_runs():
     assert len(calls) == 3 + 5  # the warm-up calls ran untimed
 
 
-def test_summarise():
-    row = timing.summarise([2.0, 4.0, 6.0, 8.0], batch_size=8)
-    assert row["latency_ms_p50"] == 5.0 and row["latency_ms_mean"] == 5.0 and row["runs"] == 4
-    assert row["throughput_per_s"] == 1600.0  # 8 sentences in 5 ms
-    # linear interpolation between the order statistics: p90 at 0.7 of the way from 6 to 8, p99 at 0.97
-    assert (row["latency_ms_p90"], row["latency_ms_p99"]) == (7.4, 7.94)
+def test_summarise_rounds():
+    row = timing.summarise_rounds([[2.0, 4.0, 6.0, 8.0], [1.0, 3.0], [12.0, 10.0, 11.0]], batch_size=8)
+    # the rounds' p50s are 5, 2 and 11: their median is what a user typically sees, the best the steadiest
+    assert (row["latency_ms_p50"], row["latency_ms_best"], row["latency_ms_worst"]) == (5.0, 2.0, 11.0)
+    assert row["round_p50s_ms"] == "5.0000;2.0000;11.0000" and row["rounds"] == 3 and row["runs"] == 9
+    assert row["throughput_per_s"] == 4000.0  # 8 sentences in the best round's 2 ms
+    assert row["latency_ms_mean"] == round(57 / 9, 4)
+    # p90/p99 over every timed call (1, 2, 3, 4, 6, 8, 10, 11, 12), numpy's linear interpolation
+    assert (row["latency_ms_p90"], row["latency_ms_p99"]) == (11.2, 11.92)
+
+
+def test_each_round_times_the_targets_in_a_new_order():
+    orders = [bench_worker.round_order([0, 1, 2, 3, 4, 5], r, seed=42) for r in range(5)]
+    assert all(sorted(order) == [0, 1, 2, 3, 4, 5] for order in orders)
+    assert len({tuple(order) for order in orders}) == 5 and len({order[0] for order in orders}) > 1
+    assert orders == [bench_worker.round_order([5, 4, 3, 2, 1, 0], r, seed=42) for r in range(5)]  # reproducible
+
+
+def test_ratios_use_the_best_rounds_and_carry_the_per_round_range():
+    """Both targets were timed in each round: each round's ratio pairs their p50s of that round."""
+    frame = crafted_rows()
+    rounds = {"baseline": "5.0;6.0;10.0", "pruned-3": "3.0;2.5;4.0"}
+    for variant, p50s in rounds.items():
+        values = [float(v) for v in p50s.split(";")]
+        at = (frame.variant == variant) & (frame.batch_size == 1)
+        frame.loc[at, ["latency_ms_best", "latency_ms_worst", "round_p50s_ms"]] = [min(values), max(values), p50s]
+    row = bench_table.with_ratios(frame).set_index(["variant", "batch_size"]).loc[("pruned-3", 1)]
+    assert row.ratio_fp32 == 0.5  # best over best: 2.5 / 5.0
+    assert (row.ratio_fp32_low, row.ratio_fp32_high) == (0.4, 0.6)  # per round: 0.6, 0.4167, 0.4
+    frame.loc[frame.variant == "baseline", "round_p50s_ms"] = "5.0;10.0"  # rounds that do not pair up
+    row = bench_table.with_ratios(frame).set_index(["variant", "batch_size"]).loc[("pruned-3", 1)]
+    assert (row.ratio_fp32_low, row.ratio_fp32_high) == (0.25, 0.8)  # best / worst, worst / best
 
 
 def crafted_rows():
     def row(variant, precision, runtime, layers, p50, batch=1, seq=16, family="minilm-l6"):
         return {"variant": variant, "precision": precision, "runtime": runtime, "layers": layers, "device": "cpu",
                 "batch_size": batch, "seq_len": seq, "latency_ms_p50": p50, "latency_ms_p99": p50 * 1.5,
-                "throughput_per_s": 1000 * batch / p50, "peak_mem_mb": 100.0, "family": family, "note": ""}
+                "throughput_per_s": 1000 * batch / p50, "peak_mem_mb": 100.0, "family": family, "note": "",
+                "round_p50s_ms": ""}
     return pd.DataFrame([
         row("baseline", "fp32", "eager", 6, 5.0), row("baseline", "fp32", "eager", 6, 50.0, batch=4, seq=64),
         row("pruned-3", "fp32", "eager", 3, 2.5),
@@ -132,10 +159,11 @@ def test_ratios_compare_with_the_full_depth_references_of_the_same_family_and_po
 def test_summary_table_lists_every_variant_with_the_fp32_ratio_last():
     table = bench_table.summary_table(crafted_rows(), short=(1, 16), long=(1, 16), wide=(4, 64))
     lines = table.splitlines()
-    assert lines[0].rstrip(" |").endswith("x FP32 baseline")
+    assert lines[0].rstrip(" |").endswith("x FP32 baseline (per-round range)")
     row = next(line for line in lines if line.startswith("| pruned-3-onnx-int8-dynamic |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[3] == "0.400" and cells[6] == "400.0" and cells[-2] == "0.500" and cells[-1] == "0.080"
+    assert cells[3] == "0.400 (+0%)" and cells[6] == "400.0"
+    assert cells[-2] == "0.500 (0.500-0.500)" and cells[-1] == "0.080 (0.080-0.080)"
     assert "| baseline-fp16 | eager | 6 | n/a: needs CUDA |" in table
 
 
@@ -147,9 +175,11 @@ def test_cpu_targets_are_every_cpu_artifact_with_a_note_for_missing_ones(tmp_pat
     targets = bench.trained_targets(models, params, "cpu")
     assert [(t.variant, t.runtime) for t in targets] == [
         ("baseline", "eager"), ("baseline-int8-dynamic", "eager"), ("baseline-int8-qat", "eager"),
-        ("baseline-onnx-int8-dynamic", "onnxruntime"),
+        ("baseline-onnx-int8-dynamic", "onnxruntime"), ("baseline-onnx-int8-dynamic", "onnxruntime-fixed"),
         ("pruned-1", "eager"), ("pruned-1-int8-dynamic", "eager"), ("pruned-1-int8-qat", "eager"),
-        ("pruned-1-onnx-int8-dynamic", "onnxruntime")]
+        ("pruned-1-onnx-int8-dynamic", "onnxruntime"), ("pruned-1-onnx-int8-dynamic", "onnxruntime-fixed")]
+    without = bench.trained_targets(models, tiny_params(fixed_shapes=False), "cpu")
+    assert {t.runtime for t in without} == {"eager", "onnxruntime"}
     assert targets[0].note == ""
     assert targets[1].note.startswith("n/a:") and "not built" in targets[1].note
 
@@ -179,17 +209,20 @@ def job_for(target, texts=("a fine , moving film .", "dull and tedious .")):
                      max_seconds=0.05, threads=1, settings={}, seed=0)
 
 
-@pytest.mark.parametrize("precision, runtime", [("fp32", "eager"), ("onnx-int8-dynamic", "onnxruntime")])
+@pytest.mark.parametrize("precision, runtime", [
+    ("fp32", "eager"), ("onnx-int8-dynamic", "onnxruntime"), ("onnx-int8-dynamic", "onnxruntime-fixed"),
+    ("openvino-int8-static", "openvino"), ("openvino-int8-static", "openvino-fixed")])
 def test_run_job_times_a_random_tiny_bert_on_cpu(precision, runtime):
     variant = "bert-tiny" if precision == "fp32" else f"bert-tiny-{precision}"
     target = bench.Target(variant, precision, runtime, "cpu", "bert-tiny", "bert-tiny", "random")
-    rows = bench_worker.run_job(job_for(target))
+    rows = bench_worker.run_job(job_for(target), rounds=2)
     assert [(r["batch_size"], r["seq_len"]) for r in rows] == [(1, 8), (2, 16)]
     for row in rows:
         assert row["note"] == "" and row["layers"] == 2 and row["weights"] == "random"
-        assert 0 < row["latency_ms_p50"] <= row["latency_ms_p90"] <= row["latency_ms_p99"]
-        assert 3 <= row["runs"] <= 5 and row["peak_mem_mb"] >= 0
-        assert row["throughput_per_s"] == pytest.approx(1000 * row["batch_size"] / row["latency_ms_p50"], rel=1e-3)
+        assert 0 < row["latency_ms_best"] <= row["latency_ms_p50"] <= row["latency_ms_worst"]
+        assert row["latency_ms_p90"] <= row["latency_ms_p99"] and row["rounds"] == 2
+        assert 2 * 3 <= row["runs"] <= 2 * 5 and row["peak_mem_mb"] >= 0
+        assert row["throughput_per_s"] == pytest.approx(1000 * row["batch_size"] / row["latency_ms_best"], rel=1e-3)
     assert set(rows[0]) <= set(bench_table.COLUMNS) | {"note"}
 
 
@@ -222,7 +255,8 @@ def test_stage_times_random_shapes_and_writes_csv_machine_and_summary(tmp_path, 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["quantize"]["schemes"] = by_family("onnx-int8-dynamic", "fp16")
     params["bench"].update({"warmup": 1, "runs": 3, "min_runs": 2, "max_seconds": 0.05, "batch_sizes": [1, 2],
-                            "seq_lengths": [8], "batch_seq_length": 8, "shapes": ["bert-tiny", "bert-tiny:1"]})
+                            "seq_lengths": [8], "batch_seq_length": 8, "shapes": ["bert-tiny", "bert-tiny:1"],
+                            "rounds": 2})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "bench"
     result = CliRunner().invoke(bench_stage().main, [
@@ -231,9 +265,15 @@ def test_stage_times_random_shapes_and_writes_csv_machine_and_summary(tmp_path, 
     assert result.exit_code == 0, result.output
     csv = pd.read_csv(out / "cpu.csv")
     assert list(csv.columns) == bench_table.COLUMNS
-    assert csv.groupby("variant").size().to_dict() == {
-        "bert-tiny": 2, "bert-tiny-onnx-int8-dynamic": 2, "bert-tiny:1": 2, "bert-tiny:1-onnx-int8-dynamic": 2}
+    assert csv.groupby(["variant", "runtime"]).size().to_dict() == {
+        ("bert-tiny", "eager"): 2, ("bert-tiny-onnx-int8-dynamic", "onnxruntime"): 2,
+        ("bert-tiny-onnx-int8-dynamic", "onnxruntime-fixed"): 2, ("bert-tiny:1", "eager"): 2,
+        ("bert-tiny:1-onnx-int8-dynamic", "onnxruntime"): 2, ("bert-tiny:1-onnx-int8-dynamic", "onnxruntime-fixed"): 2}
     assert csv.latency_ms_p50.gt(0).all() and (csv.weights == "random").all()
+    # two interleaved rounds, each target once per round: two p50s per point, the best and worst among them
+    assert (csv.rounds == 2).all() and csv.round_p50s_ms.str.count(";").eq(1).all()
+    assert (csv.latency_ms_best <= csv.latency_ms_p50).all() and (csv.latency_ms_p50 <= csv.latency_ms_worst).all()
+    assert "round 2/2: 6 targets" in result.output
     machine = json.loads((out / "cpu-machine.json").read_text())
     assert machine["threads"] >= 1 and machine["torch"] and machine["cpu"]
     summary = (tmp_path / "bench-cpu.md").read_text()
@@ -285,4 +325,43 @@ def test_summary_table_without_an_onnx_reference_says_na():
     frame = frame[frame.precision != "onnx-int8-dynamic"]  # a GPU run has no ONNX rows
     row = next(line for line in bench_table.summary_table(frame, (1, 16), (1, 16), (4, 64)).splitlines()
                if line.startswith("| pruned-3 |"))
-    assert row.rstrip().endswith("| n/a | 0.500 |")
+    assert row.rstrip().endswith("| n/a | 0.500 (0.500-0.500) |")
+
+
+def test_depth_comparison_pits_each_cut_in_its_fastest_int8_runtime_against_full_depth_fp32():
+    rows = []
+    for variant, precision, runtime, layers, ms in [
+        ("bert-base-uncased", "fp32", "eager", 12, 100.0), ("bert-base-uncased:8", "fp32", "eager", 8, 66.0),
+        ("bert-base-uncased-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 12, 20.0),
+        ("bert-base-uncased:8-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 8, 14.0),
+        ("bert-base-uncased:8-openvino-int8-static", "openvino-int8-static", "openvino-fixed", 8, 12.0),
+    ]:
+        rows.append({"variant": variant, "precision": precision, "runtime": runtime, "layers": layers,
+                     "device": "cpu", "batch_size": 1, "seq_len": 128, "latency_ms_p50": ms * 1.05,
+                     "latency_ms_best": ms, "latency_ms_worst": ms * 1.1, "family": "bert-base-uncased",
+                     "weights": "random", "note": "", "round_p50s_ms": ""})
+    frame = pd.DataFrame(rows, columns=bench_table.COLUMNS)
+    (row,) = bench_table.depth_comparison(frame, (1, 128))
+    assert (row["layers"], row["precision"], row["runtime"], row["ms"], row["ratio"]) == (
+        8, "openvino-int8-static", "openvino-fixed", 12.0, 0.12)
+    assert (row["ratio_low"], row["ratio_high"]) == (round(12 / 110, 4), 0.132)  # the two spreads at their widest
+    lines = bench_table.depth_section(frame, Path("cpu-shapes.csv"), REPO / "docs" / "study-cpu.csv")
+    assert any(line.startswith("| bert-base-uncased (12 layers) | 100.00 | 8 layers, openvino-int8-static "
+                               "(openvino-fixed) | 12.00 | 0.120 (0.109-0.132) | 167.87 -> 67.02 ms = 0.40x |")
+               for line in lines), lines
+    assert bench_table.depth_comparison(frame, (1, 16)) == []  # nothing timed at that point
+    with pytest.raises(PrunequantError, match="nope.csv: not found"):
+        bench_table.depth_section(frame, Path("cpu-shapes.csv"), Path("nope.csv"))
+
+
+@pytest.mark.parametrize("text, expected", [("1x16,1x128", [(1, 16), (1, 128)]), ("8x64", [(8, 64)])])
+def test_points_option(text, expected):
+    assert bench.parse_points(text) == expected
+    config = BenchConfig().with_points(expected)
+    assert sorted(config.points()) == sorted(expected)
+
+
+@pytest.mark.parametrize("text", ["1x", "16", "0x16", "1x16,a"])
+def test_bad_points_are_one_line_errors(text):
+    with pytest.raises(PrunequantError, match=r"--points: .* is not <batch>x<tokens>"):
+        bench.parse_points(text)

@@ -158,9 +158,9 @@ def test_empty_sections_take_defaults(tmp_path):
     ],
 )
 def test_bad_quantize_params_give_one_line_errors(quantize, expected):
-    empty = {"torch": [], "qat": [], "onnx": [], "gpu": []}
+    empty = {"torch": [], "qat": [], "onnx": [], "openvino": [], "gpu": []}
     if quantize == "no-gpu":
-        quantize = {"schemes": {"torch": [], "qat": [], "onnx": []}}
+        quantize = {"schemes": {"torch": [], "qat": [], "onnx": [], "openvino": []}}
     else:
         quantize = {**quantize, "schemes": {**empty, **quantize.get("schemes", {})}}
     with pytest.raises(PrunequantError) as info:
@@ -171,7 +171,8 @@ def test_bad_quantize_params_give_one_line_errors(quantize, expected):
 
 
 def test_quantize_settings_are_typed_per_scheme():
-    params = params_from_dict({"quantize": {"schemes": {"torch": [], "qat": [], "onnx": ["onnx-int8-static"], "gpu": []},
+    params = params_from_dict({"quantize": {"schemes": {"torch": [], "qat": [], "onnx": ["onnx-int8-static"], "openvino": [],
+                                                        "gpu": []},
                                             "settings": {"onnx-int8-static": {"calibration_samples": 64}}}})
     settings = params.quantize.scheme_settings("onnx-int8-static")
     assert settings.calibration_samples == 64 and settings.calibration_method == "percentiles"

@@ -53,6 +53,8 @@ EXPECTED = {
     "onnx-int8-dynamic": (0.50, 0.1),
     "onnx-int8-static": (0.55, 0.15),
     "onnx-int4-weight": (0.30, 0.25),
+    "openvino-fp32": (None, 1e-4),
+    "openvino-int8-static": (0.55, 0.15),
     "bnb-int8": (0.45, 0.05),
     "bnb-nf4": (0.40, 0.15),
     "bnb-fp4": (0.40, 0.2),
@@ -63,7 +65,8 @@ EXPECTED = {
 
 
 def weight_bytes(folder):
-    return sum(p.stat().st_size for p in folder.iterdir() if p.suffix in (".safetensors", ".onnx"))
+    return sum(p.stat().st_size for p in folder.iterdir()
+               if p.suffix in (".safetensors", ".onnx") or p.name == "openvino_model.bin")
 
 
 def test_every_scheme_has_expectations():
@@ -113,7 +116,8 @@ def test_build_save_reload_predict(name, built, reference, small_model_dir):
         assert not_available_reason(scheme) == f"n/a: needs CUDA ({scheme.no_cpu_reason})"
     folder = built[name]
     files = {p.name for p in folder.iterdir()}
-    assert not any(f.endswith((".bin", ".pt", ".pkl")) for f in files), files  # no pickles
+    # no pickles (OpenVINO's openvino_model.bin is raw tensor data that its .xml graph indexes)
+    assert not any(f.endswith((".bin", ".pt", ".pkl")) and f != "openvino_model.bin" for f in files), files
     assert {"config.json", "prunequant.json"} <= files and weight_bytes(folder) > 0
     assert read_manifest(folder)["scheme"] == name
 

@@ -3,6 +3,8 @@ figure is written from a small fixed results table and benchmark CSV."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,8 @@ from prunequant.bench_table import COLUMNS
 from prunequant.check import Params
 from prunequant.results import RESULT_COLUMNS
 from prunequant.report import ReportConfig, read_bench, recommend, results_markdown, variant_table, write_report
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def result(source, precision, accuracy, size, delta=None, p=None, device="cpu", layers=6, status="ok"):
@@ -114,13 +118,27 @@ def test_gpu_schemes_are_never_the_cpu_pick_and_the_smallest_gpu_variant_is_name
         choices["Smallest on disk"]["text"])
 
 
-def test_ties_within_noise_are_said():
-    rows = pd.DataFrame({"label": ["a", "b"], "source": ["x", "y"], "precision": ["fp32", "fp32"], "device": ["cpu"] * 2,
-                         "accuracy": [0.8, 0.8], "baseline_delta": [0.0, 0.0], "baseline_p": [None, None],
-                         "cpu_ms": [1.00, 1.03], "cpu_runtime": ["eager", "eager"], "gpu_ms": [None, None],
+def timed_pair(b_best, *, rounds=5, accuracy=(0.80, 0.81)):
+    """Two CPU variants: a is fastest at its best round (1.00 ms, slowest round 1.10 ms); b as given."""
+    return pd.DataFrame({"label": ["a", "b"], "source": ["x", "y"], "precision": ["fp32", "fp32"],
+                         "device": ["cpu"] * 2, "accuracy": list(accuracy), "baseline_delta": [0.0, 0.0],
+                         "baseline_p": [None, None], "cpu_ms": [1.00, b_best], "cpu_ms_worst": [1.10, b_best * 1.1],
+                         "cpu_rounds": [rounds, rounds], "cpu_runtime": ["eager", "eager"], "gpu_ms": [None, None],
                          "gpu_throughput": [None, None], "size_mb": [10.0, 20.0]})
-    text = recommend(rows, 1.0)[0]["text"]
-    assert "b (1.030 ms) is within 5% of it (3% apart)" in text
+
+
+def test_a_latency_win_needs_rounds_that_do_not_overlap_else_accuracy_then_size_decide():
+    tied = recommend(timed_pair(1.05), 1.0)[0]  # b's best round (1.05) is inside a's spread (1.00 to 1.10)
+    assert tied["variant"] == "b"  # the more accurate of the two
+    assert "Tied within run-to-run spread with a (1.000 ms): the rounds of the fastest reach 1.100 ms" in tied["text"]
+    assert "**b** (1.050 ms, best of 5 rounds, slowest +10%" in tied["text"]
+    clear = recommend(timed_pair(1.20), 1.0)[0]  # no overlap: the faster wins, whatever its accuracy
+    assert clear["variant"] == "a" and "Runner-up: b (1.200 ms)" in clear["text"] and "Tied" not in clear["text"]
+    same = recommend(timed_pair(1.05, accuracy=(0.80, 0.80)), 1.0)[0]
+    assert same["variant"] == "a"  # equal accuracy: the smaller (10 MB against 20 MB)
+    # a CSV timed in one round has no measured spread: 5% around the fastest counts as a tie
+    assert recommend(timed_pair(1.03, rounds=1), 1.0)[0]["variant"] == "b"
+    assert recommend(timed_pair(1.06, rounds=1), 1.0)[0]["variant"] == "a"
 
 
 def test_pareto_mask():
@@ -139,7 +157,7 @@ def test_radar_normalisation():
 def test_results_markdown_says_na_and_lists_variants_measured_nowhere(bench_dir):
     text = results_markdown(table_from(bench_dir), 0.95)
     row = next(line for line in text.splitlines() if line.startswith("| pruned-3-onnx-int8-dynamic |"))
-    assert "| N/A | N/A | N/A | 80.60 [78.60, 82.60] | 0.360 | 53 | -1.10, p=0.25, no significant difference |" in row
+    assert "| N/A | N/A | N/A | 80.60 [78.60, 82.60] | 0.360 (onnxruntime) | 53 | -1.10, p=0.25, no significant difference |" in row
     assert "Not measured here (n/a: needs CUDA): pruned-3-fp16." in text
 
 
@@ -201,3 +219,21 @@ def test_timings_of_another_model_are_left_out_and_said(bench_dir, tmp_path):
     choices = {c["target"]: c for c in write_report(RESULTS, bench_dir, out, Params(report=ReportConfig()))}
     assert choices["CPU latency"]["variant"] is None
     assert "Benchmark rows of bert-base-uncased are left out" in (out / "report.md").read_text()
+
+
+def test_the_report_sets_the_shapes_depth_comparison_next_to_the_study(bench_dir, tmp_path):
+    rows = [{**bench_row(variant, precision, runtime, layers, 1, 128, ms), "family": "bert-large-uncased",
+             "weights": "random", "latency_ms_best": ms, "latency_ms_worst": ms * 1.2,
+             "round_p50s_ms": f"{ms};{ms * 1.2}"}
+            for variant, precision, runtime, layers, ms in [
+                ("bert-large-uncased", "fp32", "eager", 24, 400.0),
+                ("bert-large-uncased:16", "fp32", "eager", 16, 270.0),
+                ("bert-large-uncased:16-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 16, 40.0)]]
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(bench_dir / "cpu-shapes.csv", index=False)
+    out = tmp_path / "reports"
+    write_report(RESULTS, bench_dir, out, Params(report=ReportConfig()), REPO / "docs" / "study-cpu.csv")
+    report = (out / "report.md").read_text()
+    assert "## Depth and INT8 on the bert-base and bert-large shapes (CPU, random weights, batch 1 x 128 tokens)" in report
+    # the ratio of best rounds, and per round 40/400 and 48/480: both 0.1
+    assert ("| bert-large-uncased (24 layers) | 400.00 | 16 layers, onnx-int8-dynamic (onnxruntime) | 40.00 "
+            "| 0.100 (0.100-0.100) | 420.02 -> 144.11 ms = 0.34x |") in report

@@ -7,6 +7,7 @@ Inputs are real tokenized sentences of the test split, padded (or truncated) to 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +28,16 @@ class BenchConfig:
 
     # trained: the pipeline's models and artifacts; random: the architectures in `shapes` with random weights
     weights: str = "trained"
-    warmup: int = 20  # untimed runs before each point (stopped early after max_seconds / 4)
-    runs: int = 100  # timed runs per point, stopped early after max_seconds (never below min_runs)
-    min_runs: int = 5
-    max_seconds: float = 1.0  # time budget of one point's timed runs
+    # every target is timed once per round, in a new order each round: slow phases of the machine spread over
+    # all variants, and the rounds' spread is measured (the CSV keeps each round's p50)
+    rounds: int = 5
+    warmup: int = 10  # untimed runs before each point in each round (stopped early after max_seconds / 4)
+    runs: int = 100  # timed runs per point and round, stopped early after max_seconds (never below min_runs)
+    min_runs: int = 3
+    max_seconds: float = 0.15  # time budget of one point's timed runs in one round
+    # also time ONNX Runtime and OpenVINO with a model compiled for each point's exact input shape (runtimes
+    # onnxruntime-fixed, openvino-fixed: what serving padded length buckets costs); the report keeps the faster
+    fixed_shapes: bool = True
     threads: int = 0  # CPU threads for PyTorch and ONNX Runtime; 0: every core this process may use
     batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)  # swept at batch_seq_length tokens
     batch_seq_length: int = 64
@@ -42,8 +49,8 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         require_choice(self.weights, BENCH_WEIGHTS, "bench.weights")
-        for key in ("warmup", "runs", "min_runs", "threads"):
-            low = 1 if key in ("runs", "min_runs") else 0
+        for key in ("rounds", "warmup", "runs", "min_runs", "threads"):
+            low = 1 if key in ("rounds", "runs", "min_runs") else 0
             require(getattr(self, key) >= low, f"bench.{key}", f"must be >= {low}, got {getattr(self, key)}")
         require(self.min_runs <= self.runs, "bench.min_runs", f"must be <= bench.runs ({self.runs}), got {self.min_runs}")
         require(self.max_seconds > 0, "bench.max_seconds", f"must be > 0, got {self.max_seconds}")
@@ -65,6 +72,23 @@ class BenchConfig:
         else:
             pairs = {(1, s) for s in self.seq_lengths} | {(b, self.batch_seq_length) for b in self.batch_sizes}
         return sorted(pairs, key=lambda p: (p[0] * p[1], p))
+
+
+    def with_points(self, points: list[tuple[int, int]]) -> BenchConfig:
+        """This config timing the grid of the given points' batch sizes and lengths instead."""
+        return dataclasses.replace(self, batch_sizes=tuple(sorted({b for b, _ in points})),
+                                   seq_lengths=tuple(sorted({s for _, s in points})), full_grid=True)
+
+
+def parse_points(text: str) -> list[tuple[int, int]]:
+    """'1x16,1x128' -> [(1, 16), (1, 128)]; a one-line error naming --points otherwise."""
+    points = []
+    for item in text.split(","):
+        batch, _, length = item.strip().partition("x")
+        if not (batch.isdigit() and length.isdigit() and int(batch) >= 1 and int(length) >= 1):
+            raise PrunequantError(f"--points: {item.strip()!r} is not <batch>x<tokens>, e.g. 1x16,1x128")
+        points.append((int(batch), int(length)))
+    return points
 
 
 SHAPES: dict[str, dict[str, int]] = {
@@ -107,10 +131,12 @@ class Target:
     note: str = ""  # set when the target cannot run: its rows carry no figures
 
 
-def runtimes_for(scheme, device: str, gpu_runtimes: tuple[str, ...]) -> tuple[str, ...]:
-    if scheme.weights_format == "onnx":
-        return ("onnxruntime",)
-    return gpu_runtimes if device == "cuda" else ("eager",)
+def runtimes_for(scheme, device: str, bench: BenchConfig) -> tuple[str, ...]:
+    """How benchmarks run a scheme's artifact on ``device``."""
+    if scheme.weights_format in ("onnx", "openvino"):
+        runtime = "onnxruntime" if scheme.weights_format == "onnx" else "openvino"
+        return (runtime, f"{runtime}-fixed") if bench.fixed_shapes else (runtime,)
+    return bench.gpu_runtimes if device == "cuda" else ("eager",)
 
 
 def trained_targets(models: Path, params, device: str) -> list[Target]:
@@ -134,23 +160,24 @@ def trained_targets(models: Path, params, device: str) -> list[Target]:
                 note = f"{manifest['status']} (built on another machine; `dvc repro` rebuilds it here)"
             elif manifest and manifest.get("status", "ok") != "ok":
                 note = manifest["status"]  # what a library cannot do for this model family
-            for runtime in runtimes_for(scheme, device, params.bench.gpu_runtimes):
+            for runtime in runtimes_for(scheme, device, params.bench):
                 targets.append(Target(variant, name, runtime, device, family, str(folder), "trained", note))
     return targets
 
 
-def random_targets(params, device: str) -> list[Target]:
-    """Each architecture of bench.shapes, in FP32 and every scheme of quantize.schemes that runs here."""
+def random_targets(params, device: str, only: tuple[str, ...] = ()) -> list[Target]:
+    """Each architecture of bench.shapes, in FP32 and every scheme of quantize.schemes that runs here (``only``:
+    just these schemes)."""
     schemes = every_scheme()
     targets = []
     for shape in params.bench.shapes:
         family, _ = parse_shape(shape)
-        for name in ("fp32", *params.quantize.names):
+        for name in ("fp32", *(only or params.quantize.names)):
             scheme = schemes[name]
             if not scheme.timed_on(device) or scheme.needs_training:
                 continue
             variant = shape if name == "fp32" else f"{shape}-{name}"
-            for runtime in runtimes_for(scheme, device, params.bench.gpu_runtimes):
+            for runtime in runtimes_for(scheme, device, params.bench):
                 targets.append(Target(variant, name, runtime, device, family, shape, "random"))
     return targets
 

@@ -3,11 +3,17 @@ same run. Read by the report as well as written by the benchmark, so it imports 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 COLUMNS = [
     "variant", "precision", "runtime", "layers", "device", "device_name", "batch_size", "seq_len",
-    "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean", "throughput_per_s", "peak_mem_mb",
-    "runs", "weights", "family", "note",
+    "latency_ms_p50", "latency_ms_best", "latency_ms_worst", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean",
+    "throughput_per_s", "peak_mem_mb", "runs", "rounds", "round_p50s_ms", "weights", "family", "note",
 ]
+# latency_ms_p50: the median of the rounds' p50s; _best/_worst: the fastest and slowest round's p50 (the
+# spread); round_p50s_ms: each round's p50 in round order (every target is timed once per round, interleaved).
+
+REFERENCES = (("fp32", "fp32", "eager"), ("ort_int8", "onnx-int8-dynamic", "onnxruntime"))
 
 
 def rows_frame(rows: list[dict]):
@@ -16,37 +22,71 @@ def rows_frame(rows: list[dict]):
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def _round_p50s(value) -> list[float]:
+    return [float(v) for v in str(value).split(";")] if isinstance(value, str) and value else []
+
+
+def _ratio_range(row, best: float, worst: float, ref_best: float, ref_worst: float) -> tuple[float, float]:
+    """The smallest and largest per-round ratio (the two were timed in the same rounds: each round's p50s
+    divide pairwise); without per-round figures, the widest ratio the two spreads allow."""
+    mine, ref = _round_p50s(row.round_p50s_ms), _round_p50s(row.ref_rounds_)
+    if mine and len(mine) == len(ref):
+        ratios = [a / b for a, b in zip(mine, ref, strict=True)]
+        return min(ratios), max(ratios)
+    return best / ref_worst, worst / ref_best
+
+
 def with_ratios(frame):
-    """Add ratio_fp32 (p50 over the family's full-depth FP32 eager p50 at the same point) and ratio_ort_int8
-    (over the family's full-depth onnx-int8-dynamic), both measured in this run."""
+    """Add ratio_<ref> = best-round p50 over the reference's best-round p50 at the same point (the steadiest
+    estimate), with ratio_<ref>_low/_high: the range of the per-round ratios (its run-to-run spread). The
+    references, measured in the same run: the family's full-depth FP32 eager model (fp32) and its full-depth
+    ONNX Runtime dynamic INT8 (ort_int8). Rows of an older CSV without rounds use their p50 as best and worst."""
+    import numpy as np
 
     frame = frame.copy()
-    for column, precision, runtime in (("ratio_fp32", "fp32", "eager"),
-                                       ("ratio_ort_int8", "onnx-int8-dynamic", "onnxruntime")):
-        ref = frame[(frame.precision == precision) & (frame.runtime == runtime) & frame.latency_ms_p50.notna()]
+    for column in ("latency_ms_best", "latency_ms_worst"):
+        frame[column] = frame[column].fillna(frame.latency_ms_p50) if column in frame else frame.latency_ms_p50
+    if "round_p50s_ms" not in frame:
+        frame["round_p50s_ms"] = ""
+    for name, precision, runtime in REFERENCES:
+        column = f"ratio_{name}"
+        ref = frame[(frame.precision == precision) & (frame.runtime == runtime) & frame.latency_ms_best.notna()]
         if ref.empty:
-            frame[column] = float("nan")
+            for suffix in ("", "_low", "_high"):
+                frame[column + suffix] = float("nan")
             continue
         ref = ref[ref.layers == ref.groupby("family").layers.transform("max")]
-        ref = ref[["family", "device", "batch_size", "seq_len", "latency_ms_p50"]].rename(
-            columns={"latency_ms_p50": "_ref"})
+        ref = ref[["family", "device", "batch_size", "seq_len", "latency_ms_best", "latency_ms_worst",
+                   "round_p50s_ms"]].rename(columns={"latency_ms_best": "ref_best_", "latency_ms_worst": "ref_worst_",
+                                                     "round_p50s_ms": "ref_rounds_"})
         frame = frame.merge(ref, on=["family", "device", "batch_size", "seq_len"], how="left")
-        frame[column] = (frame.latency_ms_p50 / frame._ref).round(4)
-        frame = frame.drop(columns="_ref")
+        frame[column] = (frame.latency_ms_best / frame.ref_best_).round(4)
+        ranges = [(np.nan, np.nan) if np.isnan(r.ref_best_) or np.isnan(r.latency_ms_best)
+                  else _ratio_range(r, r.latency_ms_best, r.latency_ms_worst, r.ref_best_, r.ref_worst_)
+                  for r in frame.itertuples(index=False)]
+        frame[column + "_low"] = [round(low, 4) for low, _ in ranges]
+        frame[column + "_high"] = [round(high, 4) for _, high in ranges]
+        frame = frame.drop(columns=["ref_best_", "ref_worst_", "ref_rounds_"])
     return frame
 
 
+def spread_pct(best: float, worst: float) -> float:
+    """The rounds' spread of one point as a percentage of its best round: (worst - best) / best."""
+    return 100 * (worst - best) / best
+
+
 def summary_table(frame, short: tuple[int, int], long: tuple[int, int], wide: tuple[int, int]) -> str:
-    """One Markdown row per (variant, runtime): latency at one short sentence and one long one, throughput
-    at the largest batch, peak memory there, and the ratios at the short point (FP32 last)."""
+    """One Markdown row per (variant, runtime): the best round's p50 at one short sentence with the rounds'
+    spread, p99, p50 at a long sentence, throughput and peak memory at the largest batch, and the ratios at the
+    short point from the best rounds with their per-round range (FP32 last)."""
     import pandas as pd
 
     frame = with_ratios(frame)
     keys = ["variant", "precision", "runtime"]
     lines = [
-        f"| variant | runtime | layers | p50 ms, batch {short[0]} x {short[1]} tok | p99 ms | "
-        f"p50 ms, batch {long[0]} x {long[1]} tok | sentences/s, batch {wide[0]} x {wide[1]} tok | "
-        f"peak MB there | x ORT int8 baseline | x FP32 baseline |",
+        f"| variant | runtime | layers | best p50 ms, batch {short[0]} x {short[1]} tok (rounds' spread) | p99 ms | "
+        f"best p50 ms, batch {long[0]} x {long[1]} tok | sentences/s, batch {wide[0]} x {wide[1]} tok | "
+        f"peak MB there | x ORT int8 baseline (per-round range) | x FP32 baseline (per-round range) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
@@ -58,6 +98,17 @@ def summary_table(frame, short: tuple[int, int], long: tuple[int, int], wide: tu
     def fmt(value, spec):
         return "n/a" if value is None else format(value, spec)
 
+    def ratio(group, name):
+        value = at(group, short, f"ratio_{name}")
+        if value is None:
+            return "n/a"
+        low, high = at(group, short, f"ratio_{name}_low"), at(group, short, f"ratio_{name}_high")
+        return f"{value:.3f} ({low:.3f}-{high:.3f})" if low is not None and high is not None else f"{value:.3f}"
+
+    def latency(group):
+        best, worst = at(group, short, "latency_ms_best"), at(group, short, "latency_ms_worst")
+        return "n/a" if best is None else f"{best:.3f} (+{spread_pct(best, worst):.0f}%)"
+
     for (variant, _, runtime), group in frame.groupby(keys, sort=False):
         notes = [n for n in group.note.fillna("") if n]
         if group.latency_ms_p50.isna().all():
@@ -65,9 +116,61 @@ def summary_table(frame, short: tuple[int, int], long: tuple[int, int], wide: tu
                          f"| | | | | | |")
             continue
         lines.append(
-            f"| {variant} | {runtime} | {group.layers.iloc[0]} | {fmt(at(group, short, 'latency_ms_p50'), '.3f')} "
-            f"| {fmt(at(group, short, 'latency_ms_p99'), '.3f')} | {fmt(at(group, long, 'latency_ms_p50'), '.2f')} "
+            f"| {variant} | {runtime} | {group.layers.iloc[0]} | {latency(group)} "
+            f"| {fmt(at(group, short, 'latency_ms_p99'), '.3f')} | {fmt(at(group, long, 'latency_ms_best'), '.2f')} "
             f"| {fmt(at(group, wide, 'throughput_per_s'), '.1f')} | {fmt(at(group, wide, 'peak_mem_mb'), '.0f')} "
-            f"| {fmt(at(group, short, 'ratio_ort_int8'), '.3f')} | {fmt(at(group, short, 'ratio_fp32'), '.3f')} |"
+            f"| {ratio(group, 'ort_int8')} | {ratio(group, 'fp32')} |"
         )
     return "\n".join(lines)
+
+
+def depth_comparison(frame, point: tuple[int, int]) -> list[dict]:
+    """Per architecture family at one (batch, tokens) point: its full-depth FP32 eager model against its shallower
+    cuts in their fastest INT8 scheme and runtime (by best round), with the per-round range of the ratio."""
+    frame = with_ratios(frame)
+    at = frame[(frame.batch_size == point[0]) & (frame.seq_len == point[1]) & frame.latency_ms_best.notna()]
+    out = []
+    for family, rows in at.groupby("family", sort=False):
+        full = rows[(rows.precision == "fp32") & (rows.runtime == "eager")]
+        full = full[full.layers == full.layers.max()]
+        cuts = rows[(rows.layers < rows.layers.max()) & rows.precision.str.contains("int8")]
+        if full.empty or cuts.empty:
+            continue
+        reference = full.iloc[0]
+        for layers, group in cuts.groupby("layers", sort=True):
+            fastest = group.sort_values("latency_ms_best").iloc[0]
+            out.append({"family": family, "full_layers": int(reference.layers), "fp32_ms": reference.latency_ms_best,
+                        "layers": int(layers), "precision": fastest.precision, "runtime": fastest.runtime,
+                        "ms": fastest.latency_ms_best, "ratio": fastest.ratio_fp32, "ratio_low": fastest.ratio_fp32_low,
+                        "ratio_high": fastest.ratio_fp32_high})
+    return out
+
+
+def depth_section(frame, source: Path, study: Path | None, point: tuple[int, int] = (1, 128)) -> list[str]:
+    """Markdown lines comparing each architecture's full-depth FP32 model with its cut in the fastest INT8 runtime
+    (``make bench-cpu-shapes``), next to the original study's ratio where it has one; nothing without rows."""
+    rows = depth_comparison(frame, point) if len(frame) else []
+    if not rows:
+        return []
+    from prunequant.errors import PrunequantError
+
+    if study is not None and not study.is_file():
+        raise PrunequantError(f"{study}: not found (--study: the original study's figures); restore it from git")
+    import pandas as pd
+
+    known = pd.read_csv(study) if study else pd.DataFrame(columns=["family", "full_layers", "layers"])
+    lines = [f"## Depth and INT8 on the bert-base and bert-large shapes (CPU, random weights, batch {point[0]} x "
+             f"{point[1]} tokens)", "",
+             f"From `{source}` (`make bench-cpu-shapes`): best-round p50s, the ratio's range over the interleaved "
+             f"rounds in brackets" + (f"; the study's figures from `{study}`." if study else "."), "",
+             "| architecture | FP32 eager, full depth (ms) | cut | fastest INT8 of the cut (ms) | ratio | the study |",
+             "|---|---:|---|---:|---:|---:|"]
+    for r in rows:
+        match = known[(known.family == r["family"]) & (known.full_layers == r["full_layers"])
+                      & (known.layers == r["layers"])]
+        theirs = "" if match.empty else (f"{match.fp32_ms.iloc[0]:.2f} -> {match.pruned_int8_ms.iloc[0]:.2f} ms = "
+                                         f"{match.pruned_int8_ms.iloc[0] / match.fp32_ms.iloc[0]:.2f}x")
+        lines.append(f"| {r['family']} ({r['full_layers']} layers) | {r['fp32_ms']:.2f} | {r['layers']} layers, "
+                     f"{r['precision']} ({r['runtime']}) "
+                     f"| {r['ms']:.2f} | {r['ratio']:.3f} ({r['ratio_low']:.3f}-{r['ratio_high']:.3f}) | {theirs} |")
+    return lines + [""]

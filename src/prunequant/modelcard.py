@@ -52,8 +52,8 @@ def model_card(scheme, settings, evaluation: dict, *, source: str, source_size_m
                folder: str, label_names: tuple[str, ...] = ()) -> str:
     """Markdown for ``<artifact>/README.md``; ``evaluation`` is the evaluate JSON of this artifact."""
     # Hub metadata: which library loads the folder (none for the layouts only prunequant's loader reads).
-    library = None if scheme.how_to_load == PRUNEQUANT_LOAD else "onnxruntime" if scheme.weights_format == "onnx" \
-        else "transformers"
+    library = None if scheme.how_to_load == PRUNEQUANT_LOAD else \
+        {"onnx": "onnxruntime", "openvino": "openvino"}.get(scheme.weights_format, "transformers")
     status = evaluation["status"]
     lines = [
         "---",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from prunequant import plots
-from prunequant.bench_table import COLUMNS, summary_table
+from prunequant.bench_table import COLUMNS, depth_section, summary_table
 from prunequant.io import write_text
 from prunequant.params import require
 
@@ -52,9 +52,12 @@ def read_bench(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def _fastest(bench: pd.DataFrame, point: tuple[int, int]) -> pd.DataFrame:
-    """Per (source, precision): the row of the fastest runtime at one (batch, length) point."""
-    at = bench[(bench.batch_size == point[0]) & (bench.seq_len == point[1]) & bench.latency_ms_p50.notna()]
-    return at.sort_values("latency_ms_p50").drop_duplicates(["source", "precision"])
+    """Per (source, precision): the row of the fastest runtime (by its best round) at one (batch, length) point;
+    rows of a CSV without rounds count their p50 as best and worst."""
+    at = bench[(bench.batch_size == point[0]) & (bench.seq_len == point[1]) & bench.latency_ms_p50.notna()].copy()
+    for column in ("latency_ms_best", "latency_ms_worst"):
+        at[column] = at[column].fillna(at.latency_ms_p50)
+    return at.sort_values("latency_ms_best").drop_duplicates(["source", "precision"])
 
 
 def variant_table(results: pd.DataFrame, cpu: pd.DataFrame, gpu: pd.DataFrame, short: tuple[int, int],
@@ -70,10 +73,11 @@ def variant_table(results: pd.DataFrame, cpu: pd.DataFrame, gpu: pd.DataFrame, s
     table.loc[(table.source == "baseline") & (table.precision == "fp32"), "baseline_delta"] = 0.0
     table["label"] = [s if p == "fp32" else f"{s}-{p}" for s, p in zip(table.source, table.precision, strict=True)]
     for device, frame, point in (("cpu", cpu, short), ("gpu", gpu, gpu_short or short)):
-        fast = _fastest(frame, point)[["source", "precision", "runtime", "latency_ms_p50", "latency_ms_p90",
-                                       "peak_mem_mb"]]
-        fast = fast.rename(columns={"runtime": f"{device}_runtime", "latency_ms_p50": f"{device}_ms",
-                                    "latency_ms_p90": f"{device}_p90_ms", "peak_mem_mb": f"{device}_mem_mb"})
+        fast = _fastest(frame, point)[["source", "precision", "runtime", "latency_ms_best", "latency_ms_worst",
+                                       "latency_ms_p50", "rounds", "peak_mem_mb"]]
+        fast = fast.rename(columns={"runtime": f"{device}_runtime", "latency_ms_best": f"{device}_ms",
+                                    "latency_ms_worst": f"{device}_ms_worst", "latency_ms_p50": f"{device}_ms_median",
+                                    "rounds": f"{device}_rounds", "peak_mem_mb": f"{device}_mem_mb"})
         table = table.merge(fast, on=["source", "precision"], how="left")
     wide_rows = gpu[(gpu.batch_size == wide[0]) & (gpu.seq_len == wide[1]) & gpu.throughput_per_s.notna()]
     best = wide_rows.sort_values("throughput_per_s", ascending=False).drop_duplicates(["source", "precision"])
@@ -110,9 +114,19 @@ def recommend(table: pd.DataFrame, max_drop_points: float, alpha: float = 0.05) 
                       else f"no benchmarked variant stays within {max_drop_points:g} points of the baseline")
             choices.append({"target": name, "variant": None, "text": f"N/A: {reason}."})
             continue
-        best = candidates.iloc[0]
+        best, tie = candidates.iloc[0], ""
+        if column in ("cpu_ms", "gpu_ms"):
+            tied = candidates[candidates[column] <= _slowest_round(best, column)]
+            if len(tied) > 1:  # their rounds overlap: the timing cannot separate them, accuracy and size can
+                best = tied.sort_values(["accuracy", "size_mb"], ascending=[False, True], kind="stable").iloc[0]
+                others = ", ".join(f"{r.label} ({_fmt(r[column], unit)})" for _, r in tied.iterrows()
+                                   if r.label != best.label)
+                tie = (f"Tied within run-to-run spread with {others}: the rounds of the fastest reach "
+                       f"{_fmt(_slowest_round(candidates.iloc[0], column), unit)}, so the most accurate of them, "
+                       "then the smallest, is chosen.")
+                candidates = pd.concat([tied[tied.label == best.label], candidates[candidates.label != best.label]])
         value = best[column]
-        text = [f"**{best.label}** ({_fmt(value, unit)}"]
+        text = [f"**{best.label}** ({_fmt(value, unit)}{_spread(best, column)}"]
         base = table[(table.source == "baseline") & (table.precision == "fp32")]
         if len(base) and pd.notna(base[column].iloc[0]) and column != "gpu_throughput":
             text[0] += f", {value / base[column].iloc[0]:.3f}x the FP32 baseline"
@@ -125,10 +139,12 @@ def recommend(table: pd.DataFrame, max_drop_points: float, alpha: float = 0.05) 
             significant = best.baseline_p < alpha
             text.append(f"Its accuracy difference to the baseline is {'' if significant else 'not '}significant "
                         f"(McNemar p = {best.baseline_p:.2g}).")
-        if len(candidates) > 1:
+        if tie:
+            text.append(tie)
+        elif len(candidates) > 1:
             second = candidates.iloc[1]
             gap = abs(second[column] - value) / value
-            if column != "size_mb" and gap < NOISE:
+            if column == "gpu_throughput" and gap < NOISE:
                 text.append(f"{second.label} ({_fmt(second[column], unit)}) is within {100 * NOISE:.0f}% of it "
                             f"({100 * gap:.0f}% apart), a gap run-to-run noise can make: either will do.")
             else:
@@ -142,6 +158,23 @@ def recommend(table: pd.DataFrame, max_drop_points: float, alpha: float = 0.05) 
         choices.append({"target": name, "variant": best.label, "text": " ".join(text), column: float(value),
                         "accuracy": float(best.accuracy), "accuracy_delta_vs_baseline": float(best.baseline_delta)})
     return choices
+
+
+def _slowest_round(row, column: str) -> float:
+    """The slowest round's p50 of a timed variant (the top of its run-to-run spread); a variant timed in one round
+    has no spread measured, and gets NOISE around its p50 instead."""
+    worst, rounds = row.get(f"{column}_worst"), row.get(f"{column[:3]}_rounds")
+    if pd.notna(worst) and pd.notna(rounds) and rounds > 1:
+        return float(worst)
+    return float(row[column]) * (1 + NOISE)
+
+
+def _spread(row, column: str) -> str:
+    """', best of N rounds, slowest +x%' for a timed variant, '' otherwise."""
+    rounds, worst = row.get(f"{column[:3]}_rounds"), row.get(f"{column}_worst")
+    if column not in ("cpu_ms", "gpu_ms") or pd.isna(rounds) or rounds < 2 or pd.isna(worst):
+        return ""
+    return f", best of {int(rounds)} rounds, slowest +{100 * (worst - row[column]) / row[column]:.0f}%"
 
 
 def _fmt(value: float, unit: str) -> str:
@@ -173,16 +206,24 @@ def results_markdown(table: pd.DataFrame, confidence_level: float) -> str:
         p = "" if pd.isna(row.baseline_p) else f", p={row.baseline_p:.2g}, {row.baseline_verdict}"
         return f"{100 * row.baseline_delta:+.2f}{p}"
 
+    def latency(row):
+        if pd.isna(row.cpu_ms):
+            return "N/A"
+        worst = getattr(row, "cpu_ms_worst", float("nan"))
+        spread = "" if pd.isna(worst) or worst == row.cpu_ms else f"+{100 * (worst - row.cpu_ms) / row.cpu_ms:.0f}%, "
+        return f"{row.cpu_ms:.3f} ({spread}{row.cpu_runtime})"
+
     level = f"{100 * confidence_level:g}% CI"
     lines = [f"| variant | layers | size (MB) | accuracy on GPU % [{level}] | latency on GPU (ms) | peak GPU memory (MB) "
-             f"| accuracy on CPU % [{level}] | latency on CPU (ms) | peak CPU memory (MB) | Δ pts vs baseline (McNemar) |",
+             f"| accuracy on CPU % [{level}] | latency on CPU (ms, slowest round) | peak CPU memory (MB) "
+             f"| Δ pts vs baseline (McNemar) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     measured = table.accuracy.notna() | table.cpu_ms.notna() | table.gpu_ms.notna()
     for row in table[measured].itertuples(index=False):
         gpu_ms = "N/A" if pd.isna(row.gpu_ms) else f"{row.gpu_ms:.3f} ({row.gpu_runtime})"
         lines.append(
             f"| {row.label} | {row.layers} | {num(row.size_mb, '.1f')} | {accuracy(row, 'cuda')} | {gpu_ms} "
-            f"| {num(row.gpu_mem_mb, '.0f')} | {accuracy(row, 'cpu')} | {num(row.cpu_ms, '.3f')} "
+            f"| {num(row.gpu_mem_mb, '.0f')} | {accuracy(row, 'cpu')} | {latency(row)} "
             f"| {num(row.cpu_mem_mb, '.0f')} | {verdict(row)} |"
         )
     elsewhere = table[measured & table.accuracy.notna() & (table.measured_on != table.device)]
@@ -218,7 +259,7 @@ def _machine_line(folder: Path, name: str) -> str:
     return f"{name.upper()}: {where} (torch {info.get('torch')}{when}; `{path}`)"
 
 
-def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params) -> list[dict]:
+def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params, study: Path | None = None) -> list[dict]:
     """reports/report.md, its figures and the DVC plot tables; returns the recommendations."""
     cpu, gpu = read_bench(bench_dir / "cpu.csv"), read_bench(bench_dir / "gpu.csv")
     # Timings of this model only: CSVs measured on another base.model (say, before a profile) are left out.
@@ -281,7 +322,9 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params) -> l
         "without CUDA: `measured_on` and `kernels` in results.csv); the paired test is an exact McNemar test "
         "against the FP32 baseline on the same sentences. "
         f"Latency is the p50 of single calls at batch 1 x {short[1]} tokens (one short sentence) "
-        "in the fastest runtime measured; peak memory is the process's resident-set growth on CPU and the CUDA "
+        "in the fastest runtime measured, from the best of the benchmark's interleaved rounds (other work on the "
+        "machine only ever adds time), with the slowest round's excess as its run-to-run spread; two variants "
+        "whose rounds overlap are tied, and the tie goes to accuracy, then size; peak memory is the process's resident-set growth on CPU and the CUDA "
         "allocator's peak on GPU, at that point, in MB (10^6 bytes). N/A: not measured on that device."
         + (f" Benchmark rows of {', '.join(stale)} are left out: they were measured on another model; rerun "
            "`make bench-cpu` / `make bench-gpu`." if stale else ""),
@@ -312,7 +355,9 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params) -> l
         "",
         *[f"### {title}\n\n![{title}]({path})\n" for title, path in images],
     ]
-    shapes = pd.concat([cpu, gpu, read_bench(bench_dir / "cpu-shapes.csv"), read_bench(bench_dir / "gpu-shapes.csv")])
+    cpu_shapes = read_bench(bench_dir / "cpu-shapes.csv")
+    text += depth_section(cpu_shapes[cpu_shapes.weights == "random"], bench_dir / "cpu-shapes.csv", study)
+    shapes = pd.concat([cpu, gpu, cpu_shapes, read_bench(bench_dir / "gpu-shapes.csv")])
     shapes = shapes[shapes.weights == "random"].dropna(subset=["latency_ms_p50"])
     if len(shapes):
         text += ["## Architecture shapes with random weights (latency only)", "",

@@ -46,18 +46,29 @@ def cuda_timer(call: Callable[[], Any]) -> float:
     return begin.elapsed_time(end)
 
 
-def summarise(times: list[float], batch_size: int) -> dict:
-    """Latency percentiles (numpy's linear interpolation), mean and throughput at the median of one point's runs."""
+def summarise_rounds(rounds: list[list[float]], batch_size: int) -> dict:
+    """One point's figures from the call times (ms) of each round it was timed in: the median of the rounds'
+    p50s (what a user typically sees), the best and the worst round's p50 (interference from other work only
+    ever adds time, so the best round is the steadiest estimate of what the variant costs, and best..worst is
+    the run-to-run spread), each round's p50, and p90/p99/mean over all timed calls (numpy's linear
+    interpolation). Throughput is at the best round's p50."""
     import numpy as np
 
-    p50, p90, p99 = (float(v) for v in np.percentile(times, [50, 90, 99]))
+    p50s = [float(np.percentile(times, 50)) for times in rounds]
+    every = [t for times in rounds for t in times]
+    p90, p99 = (float(v) for v in np.percentile(every, [90, 99]))
+    best = min(p50s)
     return {
-        "latency_ms_p50": round(p50, 4),
+        "latency_ms_p50": round(float(np.median(p50s)), 4),
+        "latency_ms_best": round(best, 4),
+        "latency_ms_worst": round(max(p50s), 4),
         "latency_ms_p90": round(p90, 4),
         "latency_ms_p99": round(p99, 4),
-        "latency_ms_mean": round(statistics.fmean(times), 4),
-        "throughput_per_s": round(1000 * batch_size / p50, 2),
-        "runs": len(times),
+        "latency_ms_mean": round(statistics.fmean(every), 4),
+        "throughput_per_s": round(1000 * batch_size / best, 2),
+        "runs": len(every),
+        "rounds": len(p50s),
+        "round_p50s_ms": ";".join(f"{v:.4f}" for v in p50s),
     }
 
 

@@ -33,12 +33,14 @@ MANIFEST = "prunequant.json"
 DEVICES = ("cpu", "cuda")
 
 # family -> its module in this package; each family is one pair of quantize stages in dvc.yaml
-FAMILIES = {"torch": "torch_schemes", "qat": "qat", "onnx": "onnx_schemes", "gpu": "gpu_schemes"}
+FAMILIES = {"torch": "torch_schemes", "qat": "qat", "onnx": "onnx_schemes", "openvino": "openvino_schemes",
+            "gpu": "gpu_schemes"}
 # Every scheme, in the order of tables, and its family (tests check each family registers exactly these).
 SCHEME_FAMILY = {
     "fp32": "torch", "bf16": "torch", "int8-dynamic": "torch",
     "int8-qat": "qat",
     "onnx-fp32": "onnx", "onnx-int8-dynamic": "onnx", "onnx-int8-static": "onnx", "onnx-int4-weight": "onnx",
+    "openvino-fp32": "openvino", "openvino-int8-static": "openvino",
     "fp16": "gpu", "bnb-int8": "gpu", "bnb-nf4": "gpu", "bnb-fp4": "gpu", "torchao-int8-weight": "gpu",
     "torchao-int4-weight": "gpu", "fp8": "gpu",
 }
@@ -75,7 +77,7 @@ class Scheme:
     # (artifact folder, settings) -> (model, tokenizer); the model's forward returns ``.logits``
     load: Callable[[Path, Any], tuple[Any, Any]]
     full_precision: str  # which parts stay in higher precision and why (the model card says it)
-    weights_format: str = "safetensors"  # or "onnx"
+    weights_format: str = "safetensors"  # or "onnx", "openvino"
     how_to_load: str = ""  # a Python snippet for the model card; {folder} is filled in
     min_cuda_capability: tuple[int, int] | None = None  # e.g. (8, 9): FP8 matmuls need Ada or Hopper
     # The library whose kernels run it ("torch", "onnxruntime", "bitsandbytes", "torchao"): results name the kernels

@@ -10,6 +10,7 @@ from prunequant.quantization import (  # noqa: F401
     Scheme,
     gpu_schemes,
     onnx_schemes,
+    openvino_schemes,
     qat,
     torch_schemes,
 )
