@@ -40,7 +40,8 @@ RUN python3 -m venv /opt/venv \
         pip install "torch==$(sed -n 's/^torch==//p' /opt/prunequant/requirements.txt)" --index-url "${TORCH_INDEX}"; \
     fi \
     && pip install -r /opt/prunequant/requirements.txt \
-    && pip check
+    && pip check \
+    && python -c "import torch; print('torch', torch.__version__, '- CUDA build:', torch.version.cuda or 'none, a CPU image (TORCH_INDEX was empty)')"
 
 # The repository is mounted here at run time; the code in it (src/) is what runs.
 # (Ubuntu bases ship a user "ubuntu" with UID 1000: it makes way.)

@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help setup check quick repro finetune compare-strategies bench-cpu bench-cpu-shapes bench-gpu bench-gpu-shapes test test-fast metrics plots \
-	docker-build docker-repro docker-bench-gpu docker-test exp push pull
+	docker-build docker-quick docker-repro docker-bench-gpu docker-test exp push pull
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-19s %s\n", $$1, $$2}'
@@ -102,10 +102,18 @@ IMAGE ?= prunequant:latest
 BASE ?=
 BUILD_ARGS ?=
 GPUS ?= --gpus all
-RUN_IN_IMAGE = $(DOCKER) run --rm $(GPUS) -v "$(CURDIR)":/workspace -u "$$(id -u):$$(id -g)" $(IMAGE)
+RUN_ARGS ?=
+# The container never runs as root unless asked (AS_ROOT=1): it runs as your uid, or, when you are root on the
+# host, as the image's own user (uid 1000), who then needs write access to this checkout.
+AS_ROOT ?=
+CONTAINER_USER = $(if $(AS_ROOT),0:0,$(if $(filter 0,$(shell id -u)),1000:1000,$(shell id -u):$(shell id -g)))
+RUN_IN_IMAGE = $(DOCKER) run --rm $(GPUS) $(RUN_ARGS) -v "$(CURDIR)":/workspace -u $(CONTAINER_USER) $(IMAGE)
 
 docker-build: ## Build the CUDA image (BASE=<local image> to build without a registry)
 	$(DOCKER) build $(if $(BASE),--build-arg BASE=$(BASE)) $(BUILD_ARGS) -t $(IMAGE) .
+
+docker-quick: ## `make quick` in the image: the five-minute first run (GPUS= on a machine without GPUs)
+	$(RUN_IN_IMAGE) make quick
 
 docker-repro: ## `dvc repro` in the image, this repository mounted (GPUS= on a machine without GPUs)
 	$(RUN_IN_IMAGE) dvc repro

@@ -6,7 +6,8 @@ import click
 
 from prunequant.errors import StageCommand
 from prunequant.evaluation import EvaluateConfig, save_predictions, score_splits
-from prunequant.io import model_size_mb, write_json
+from prunequant.io import write_json
+from prunequant.sizes import model_size_mb
 from prunequant.modeling import load_classifier, load_tokenizer, num_layers, training_precision_of
 from prunequant.params import BaseConfig, load
 

@@ -12,7 +12,8 @@ from prunequant.evaluation import (
     save_predictions,
     score_splits,
 )
-from prunequant.io import atomic_dir, model_size_mb, write_json, write_text
+from prunequant.io import atomic_dir, write_json, write_text
+from prunequant.sizes import model_size_mb
 from prunequant.modelcard import model_card
 from prunequant.modeling import num_layers, training_precision_of
 from prunequant.params import BaseConfig, load

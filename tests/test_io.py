@@ -6,7 +6,8 @@ import pytest
 
 from prunequant import io
 from prunequant.errors import PrunequantError
-from prunequant.io import atomic_dir, model_size_mb
+from prunequant.io import atomic_dir
+from prunequant.sizes import model_size_mb
 
 
 def _output(path, text):

@@ -1,6 +1,9 @@
-"""The README quotes committed files only: its results table is the test-split table `dvc repro` wrote to
-reports/results.md, line for line. Both are read as committed (HEAD), so a user's own run or experiment in the
-work tree never fails this; a commit whose rerun changed a figure does, until the README quotes the new table."""
+"""The README and docs/ quote committed files only: docs/results.md's results table is the test-split table
+`dvc repro` wrote to reports/results.md, line for line. Both are read as committed (HEAD), so a user's own run or
+experiment in the work tree never fails this; a commit whose rerun changed a figure does, until docs/results.md
+quotes the new table. The README stays a short guide whose links all lead somewhere."""
+
+import re
 
 import subprocess
 from pathlib import Path
@@ -29,10 +32,26 @@ def markdown_tables(text: str) -> list[list[str]]:
     return tables
 
 
-def test_the_readme_results_table_is_the_committed_one():
-    readme = committed("README.md")
-    section = readme.split("## Results on the offline default", 1)[1].split("\n## ", 1)[0]
+def test_the_results_table_in_docs_is_the_committed_one():
+    page = committed("docs/results.md")
+    section = page.split("# Results on the offline default", 1)[1].split("\n# ", 1)[0]
     quoted = markdown_tables(section)[0]
     test_split = committed("reports/results.md").split("## Test split", 1)[1].split("\n## ", 1)[0]
     assert quoted == markdown_tables(test_split)[0], (
-        "README.md's results table differs from reports/results.md's test split: copy the table from there")
+        "docs/results.md's results table differs from reports/results.md's test split: copy the table from there")
+
+
+def test_the_readme_is_a_short_guide_whose_links_resolve():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250 and "## Contents" in readme
+    headings = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+                for h in re.findall(r"^## (.+)$", readme, flags=re.M)}
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if target.startswith(("http://", "https://")):
+                continue
+            path, _, anchor = target.partition("#")
+            if path:
+                assert (page.parent / path).exists(), f"{page.name} links to {target}, which is not there"
+            elif page.name == "README.md":
+                assert anchor in headings, f"README.md links to #{anchor}, which is no heading"

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from prunequant.errors import PrunequantError
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -95,16 +94,3 @@ def save_figure(fig, path: str | os.PathLike, **kwargs) -> None:
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
-
-
-WEIGHT_SUFFIXES = (".safetensors", ".onnx")
-
-
-def model_size_mb(folder: str | os.PathLike) -> float:
-    """Megabytes (10^6 bytes) of every file a model folder needs to run: weights, config, tokenizer (whatever
-    files the tokenizer has: vocab.txt, or vocab.json and merges.txt) and a manifest; not the model card
-    (README.md) nor hidden files. The one size definition of every results row, FP32 or quantized."""
-    files = [p for p in Path(folder).iterdir() if p.is_file() and p.name != "README.md" and not p.name.startswith(".")]
-    if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
-        raise PrunequantError(f"{folder}: no model weights (.safetensors or .onnx); run `dvc repro` to rebuild it")
-    return sum(p.stat().st_size for p in files) / 1e6
