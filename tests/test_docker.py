@@ -62,3 +62,16 @@ def test_image_runs_the_project_from_the_mounted_checkout():
                  user=("-u", f"{os.getuid()}:{os.getgid()}"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("2.") and "DVC version" in result.stdout
+
+
+@pytest.mark.parametrize("as_root", [False, True])
+def test_make_runs_the_container_as_root_only_when_asked(as_root):
+    """`make docker-*`: as the host user, or the image's own user (uid 1000) when the host user is root;
+    as root only with AS_ROOT=1."""
+    args = ["make", "-n", "docker-quick", "DOCKER=docker", "GPUS=", *(["AS_ROOT=1"] if as_root else [])]
+    command = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    if as_root:
+        expected = "0:0"
+    else:
+        expected = "1000:1000" if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+    assert f" -u {expected} prunequant:latest make quick" in command, command

@@ -31,10 +31,10 @@ class BenchConfig:
     # every target is timed once per round, in a new order each round: slow phases of the machine spread over
     # all variants, and the rounds' spread is measured (the CSV keeps each round's p50)
     rounds: int = 5
-    warmup: int = 10  # untimed runs before each point in each round (stopped early after max_seconds / 4)
+    warmup: int = 5  # untimed runs before each point in each round (stopped early after max_seconds / 4)
     runs: int = 100  # timed runs per point and round, stopped early after max_seconds (never below min_runs)
     min_runs: int = 3
-    max_seconds: float = 0.15  # time budget of one point's timed runs in one round
+    max_seconds: float = 0.1  # time budget of one point's timed runs in one round
     # also time ONNX Runtime and OpenVINO with a model compiled for each point's exact input shape (runtimes
     # onnxruntime-fixed, openvino-fixed: what serving padded length buckets costs); the report keeps the faster
     fixed_shapes: bool = True
