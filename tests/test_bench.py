@@ -267,8 +267,8 @@ def test_stage_times_random_shapes_and_writes_csv_machine_and_summary(tmp_path, 
     assert list(csv.columns) == bench_table.COLUMNS
     assert csv.groupby(["variant", "runtime"]).size().to_dict() == {
         ("bert-tiny", "eager"): 2, ("bert-tiny-onnx-int8-dynamic", "onnxruntime"): 2,
-        ("bert-tiny-onnx-int8-dynamic", "onnxruntime-fixed"): 2, ("bert-tiny:1", "eager"): 2,
-        ("bert-tiny:1-onnx-int8-dynamic", "onnxruntime"): 2, ("bert-tiny:1-onnx-int8-dynamic", "onnxruntime-fixed"): 2}
+        ("bert-tiny-onnx-int8-dynamic", "onnxruntime-fixed"): 1, ("bert-tiny:1", "eager"): 2,
+        ("bert-tiny:1-onnx-int8-dynamic", "onnxruntime"): 2, ("bert-tiny:1-onnx-int8-dynamic", "onnxruntime-fixed"): 1}
     assert csv.latency_ms_p50.gt(0).all() and (csv.weights == "random").all()
     # two interleaved rounds, each target once per round: two p50s per point, the best and worst among them
     assert (csv.rounds == 2).all() and csv.round_p50s_ms.str.count(";").eq(1).all()
@@ -365,3 +365,11 @@ def test_points_option(text, expected):
 def test_bad_points_are_one_line_errors(text):
     with pytest.raises(PrunequantError, match=r"--points: .* is not <batch>x<tokens>"):
         bench.parse_points(text)
+
+
+def test_fixed_shape_runtimes_are_timed_at_the_batch_1_points():
+    config = BenchConfig(batch_sizes=(1, 8), seq_lengths=(16, 128), batch_seq_length=64)
+    fixed = bench.Target("pruned-3-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime-fixed", "cpu", "minilm-l6")
+    dynamic = bench.Target("pruned-3-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", "cpu", "minilm-l6")
+    assert bench.points_for(fixed, config) == ((1, 16), (1, 64), (1, 128))
+    assert bench.points_for(dynamic, config) == tuple(config.points())

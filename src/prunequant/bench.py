@@ -35,7 +35,7 @@ class BenchConfig:
     runs: int = 100  # timed runs per point and round, stopped early after max_seconds (never below min_runs)
     min_runs: int = 3
     max_seconds: float = 0.1  # time budget of one point's timed runs in one round
-    # also time ONNX Runtime and OpenVINO with a model compiled for each point's exact input shape (runtimes
+    # also time ONNX Runtime and OpenVINO with a model compiled for each batch-1 point's exact input shape (runtimes
     # onnxruntime-fixed, openvino-fixed: what serving padded length buckets costs); the report keeps the faster
     fixed_shapes: bool = True
     threads: int = 0  # CPU threads for PyTorch and ONNX Runtime; 0: every core this process may use
@@ -198,10 +198,19 @@ class Job:
     seed: int = 0
 
 
+def points_for(target: Target, bench: BenchConfig) -> tuple[tuple[int, int], ...]:
+    """The points a target is timed at: all of them, but a fixed-shape runtime (a model compiled per shape, which
+    is how a latency service serves length buckets) only at batch 1, where fixed shapes can pay."""
+    points = bench.points()
+    if target.runtime.endswith("-fixed"):
+        points = [p for p in points if p[0] == 1] or points
+    return tuple(points)
+
+
 def make_jobs(targets: list[Target], params, texts: list, threads: int) -> list[Job]:
     bench = params.bench
     return [
-        Job(target=t, points=tuple(bench.points()), texts=tuple(texts), warmup=bench.warmup, runs=bench.runs,
+        Job(target=t, points=points_for(t, bench), texts=tuple(texts), warmup=bench.warmup, runs=bench.runs,
             min_runs=bench.min_runs, max_seconds=bench.max_seconds, threads=threads,
             settings=dict(params.quantize.settings.get(t.precision) or {}), seed=params.base.seed)
         for t in targets

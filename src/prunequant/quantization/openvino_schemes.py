@@ -138,8 +138,9 @@ register(Scheme(
     settings=OpenVinoInt8StaticSettings,
     build=_build_int8_static,
     load=_load,
-    full_precision=("the Linear layers' MatMuls (pooler and classifier included) run in INT8; NNCF's transformer "
-                    "preset keeps LayerNorm, Softmax, GELU and the embedding lookups in FP32"),
+    full_precision=("the Linear layers' MatMuls (pooler and classifier included) run in INT8 with calibrated "
+                    "activation ranges, and the embedding tables are stored in INT8 and dequantized on lookup; "
+                    "LayerNorm, Softmax and GELU stay FP32"),
     weights_format="openvino",
     how_to_load=_OV_LOAD,
     kernels="openvino",
