@@ -131,7 +131,7 @@ def test_a_latency_win_needs_rounds_that_do_not_overlap_else_accuracy_then_size_
     tied = recommend(timed_pair(1.05), 1.0)[0]  # b's best round (1.05) is inside a's spread (1.00 to 1.10)
     assert tied["variant"] == "b"  # the more accurate of the two
     assert "Tied within run-to-run spread with a (1.000 ms): the rounds of the fastest reach 1.100 ms" in tied["text"]
-    assert "**b** (1.050 ms, best of 5 rounds, slowest +10%" in tied["text"]
+    assert "**b** (eager, 1.050 ms, best of 5 rounds, slowest +10%" in tied["text"]
     clear = recommend(timed_pair(1.20), 1.0)[0]  # no overlap: the faster wins, whatever its accuracy
     assert clear["variant"] == "a" and "Runner-up: b (1.200 ms)" in clear["text"] and "Tied" not in clear["text"]
     same = recommend(timed_pair(1.05, accuracy=(0.80, 0.80)), 1.0)[0]
@@ -237,3 +237,12 @@ def test_the_report_sets_the_shapes_depth_comparison_next_to_the_study(bench_dir
     # the ratio of best rounds, and per round 40/400 and 48/480: both 0.1
     assert ("| bert-large-uncased (24 layers) | 400.00 | 16 layers, onnx-int8-dynamic (onnxruntime) | 40.00 "
             "| 0.100 (0.100-0.100) | 420.02 -> 144.11 ms = 0.34x |") in report
+
+
+def test_the_cpu_pick_is_set_against_the_fastest_off_the_shelf_int8_of_the_unpruned_model(bench_dir):
+    (cpu,) = [c for c in recommend(table_from(bench_dir), max_drop_points=1.5) if c["target"] == "CPU latency"]
+    assert cpu["variant"] == "pruned-3-onnx-int8-dynamic"  # 0.36 ms; the 4-bit one (0.30) loses 2.2 points
+    assert ("0.514x the fastest INT8 of the unpruned baseline, baseline-onnx-int8-dynamic (onnxruntime)"
+            in cpu["text"])  # 0.36 / 0.7
+    (own,) = [c for c in recommend(table_from(bench_dir), max_drop_points=1.0) if c["target"] == "CPU latency"]
+    assert own["variant"] == "baseline-onnx-int8-dynamic" and "the fastest INT8 of the unpruned" not in own["text"]

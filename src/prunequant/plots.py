@@ -93,13 +93,17 @@ def latency_plot(bench: pd.DataFrame, x: str, title: str, path) -> None:
     data = bench.dropna(subset=["latency_ms_p50"])
     sources = list(dict.fromkeys(data.source))
     colours = scheme_colours(data.precision.unique().tolist())
-    styles = {"eager": "-", "onnxruntime": "-", "cudagraph": "--", "compile": ":"}
-    fig, axes = plt.subplots(1, len(sources), figsize=(4.6 * len(sources) + 2.2, 4.4), sharey=True, squeeze=False)
+    # each runtime's default way is a solid line; fixed shapes and CUDA graphs dashed, torch.compile dotted
+    styles = {"eager": "-", "onnxruntime": "-", "openvino": "-", "onnxruntime-fixed": "--", "openvino-fixed": "--",
+              "cudagraph": "--", "compile": ":"}
+    legend_inches = 3.4
+    fig, axes = plt.subplots(1, len(sources), figsize=(4.6 * len(sources) + legend_inches, 4.4), sharey=True,
+                             squeeze=False)
     seen = {}
     for ax, source in zip(axes[0], sources, strict=True):
         for (precision, runtime), group in data[data.source == source].groupby(["precision", "runtime"], sort=False):
             group = group.sort_values(x)
-            label = precision if runtime in ("eager", "onnxruntime") else f"{precision} ({runtime})"
+            label = precision if runtime in ("eager", "onnxruntime", "openvino") else f"{precision} ({runtime})"
             (line,) = ax.plot(group[x], group.latency_ms_p50, styles.get(runtime, "-"), marker="o", markersize=3,
                               color=colours[precision], label=label)
             seen.setdefault(label, line)
@@ -112,9 +116,11 @@ def latency_plot(bench: pd.DataFrame, x: str, title: str, path) -> None:
         ax.set_xlabel("batch size (sentences)" if x == "batch_size" else "sequence length (tokens)")
         ax.grid(True, which="both", alpha=0.25)
     axes[0][0].set_ylabel("latency p50 (ms)")
-    fig.legend(seen.values(), seen.keys(), loc="center right", fontsize=8, title="scheme")
+    right = 1 - legend_inches / fig.get_figwidth()
+    fig.legend(seen.values(), seen.keys(), loc="center left", bbox_to_anchor=(right + 0.005, 0.5), fontsize=8,
+               title="scheme (runtime)")
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0, 1 - 2.0 / fig.get_figwidth(), 1))
+    fig.tight_layout(rect=(0, 0, right, 1))
     save_figure(fig, path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 

@@ -14,6 +14,7 @@ from prunequant import plots
 from prunequant.bench_table import COLUMNS, depth_section, summary_table
 from prunequant.io import write_text
 from prunequant.params import require
+from prunequant.quantization import SCHEME_FAMILY
 
 
 @dataclass(frozen=True)
@@ -126,14 +127,21 @@ def recommend(table: pd.DataFrame, max_drop_points: float, alpha: float = 0.05) 
                        "then the smallest, is chosen.")
                 candidates = pd.concat([tied[tied.label == best.label], candidates[candidates.label != best.label]])
         value = best[column]
-        text = [f"**{best.label}** ({_fmt(value, unit)}{_spread(best, column)}"]
+        runtime = best.get(RUNTIME_OF.get(column, ""))
+        text = [f"**{best.label}** ({runtime + ', ' if isinstance(runtime, str) else ''}{_fmt(value, unit)}"
+                f"{_spread(best, column)}"]
         base = table[(table.source == "baseline") & (table.precision == "fp32")]
         if len(base) and pd.notna(base[column].iloc[0]) and column != "gpu_throughput":
             text[0] += f", {value / base[column].iloc[0]:.3f}x the FP32 baseline"
         elif len(base) and pd.notna(base[column].iloc[0]):
             text[0] += f", {value / base[column].iloc[0]:.1f}x the FP32 baseline"
-        runtime = best.get(RUNTIME_OF.get(column, ""))
-        text[0] += f"{', ' + runtime if isinstance(runtime, str) else ''}; test accuracy {100 * best.accuracy:.2f}%"
+        if column == "cpu_ms":  # against what a user gets off the shelf: the fastest INT8 of the unpruned model
+            peers = candidates_peer(table, column)
+            if len(peers) and best.label != peers.iloc[0].label:
+                peer = peers.iloc[0]
+                text[0] += f", {value / peer[column]:.3f}x the fastest INT8 of the unpruned baseline, {peer.label} " \
+                           f"({peer.cpu_runtime})"
+        text[0] += f"; test accuracy {100 * best.accuracy:.2f}%"
         text[0] += f", {100 * best.baseline_delta:+.2f} pts vs the baseline)."
         if pd.notna(best.baseline_p):
             significant = best.baseline_p < alpha
@@ -158,6 +166,15 @@ def recommend(table: pd.DataFrame, max_drop_points: float, alpha: float = 0.05) 
         choices.append({"target": name, "variant": best.label, "text": " ".join(text), column: float(value),
                         "accuracy": float(best.accuracy), "accuracy_delta_vs_baseline": float(best.baseline_delta)})
     return choices
+
+
+def candidates_peer(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The unpruned baseline's post-training INT8 CPU variants that were timed (what a user gets off the shelf from
+    ONNX Runtime, OpenVINO or torch; not the QAT family, which trains), fastest first."""
+    off_the_shelf = table.precision.map(lambda p: SCHEME_FAMILY.get(p) != "qat").astype(bool)
+    rows = table[(table.source == "baseline") & table.precision.str.contains("int8") & (table.device == "cpu")
+                 & table[column].notna() & off_the_shelf]
+    return rows.sort_values(column)
 
 
 def _slowest_round(row, column: str) -> float:
