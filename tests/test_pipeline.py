@@ -175,16 +175,18 @@ def test_second_repro_reruns_nothing(workspace):
 
 def test_bench_cpu_times_every_cpu_variant_and_plain_repro_never_benchmarks(workspace):
     set_params(workspace, bench={"warmup": 1, "runs": 3, "min_runs": 2, "max_seconds": 0.05, "batch_sizes": [1, 2],
-                            "seq_lengths": [8, 16], "batch_seq_length": 16})
+                            "seq_lengths": [8, 16], "batch_seq_length": 16, "rounds": 2})
     result = sh("dvc", "repro", "bench/dvc.yaml:bench-cpu", cwd=workspace)  # what `make bench-cpu` runs
     assert ran_stages(result.stdout) == ["bench/dvc.yaml:bench-cpu", MACHINE]  # the models are reused
     csv = pd.read_csv(workspace / "metrics" / "bench" / "cpu.csv")
     assert csv.groupby(["variant", "runtime"]).size().to_dict() == {  # bnb-nf4 is a GPU variant: not timed here
         ("baseline", "eager"): 3, ("baseline-onnx-int8-dynamic", "onnxruntime"): 3,
-        ("pruned-4", "eager"): 3, ("pruned-4-onnx-int8-dynamic", "onnxruntime"): 3}
+        ("pruned-4", "eager"): 3, ("pruned-4-onnx-int8-dynamic", "onnxruntime"): 3,
+        # a model compiled for each shape: at the batch-1 points
+        ("baseline-onnx-int8-dynamic", "onnxruntime-fixed"): 2, ("pruned-4-onnx-int8-dynamic", "onnxruntime-fixed"): 2}
     assert csv[["batch_size", "seq_len"]].drop_duplicates().values.tolist() == [[1, 8], [1, 16], [2, 16]]
-    assert csv.latency_ms_p50.gt(0).all() and csv.runs.ge(2).all() and (csv.weights == "trained").all()
-    assert set(csv.layers) == {6, 4}
+    assert csv.latency_ms_p50.gt(0).all() and csv.runs.ge(4).all() and (csv.weights == "trained").all()
+    assert (csv.rounds == 2).all() and set(csv.layers) == {6, 4}
     assert "| pruned-4-onnx-int8-dynamic | onnxruntime | 4 |" in (workspace / "reports" / "bench-cpu.md").read_text()
     # Timings are never restored from a cache, and a plain `dvc repro` never re-times anything.
     assert "bench/dvc.yaml:bench-cpu" in ran_stages(sh("dvc", "repro", "bench/dvc.yaml:bench-cpu", cwd=workspace).stdout)
