@@ -184,13 +184,10 @@ class Runner:
         from transformers import AutoConfig, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        if target.runtime in ONNX_RUNTIMES:
+        if target.runtime in ONNX_RUNTIMES + OPENVINO_RUNTIMES:
+            calls = _ort_calls if target.runtime in ONNX_RUNTIMES else _openvino_calls
             self.layers = AutoConfig.from_pretrained(folder).num_hidden_layers
-            self.prepare = _ort_calls(folder, job.threads, fixed=target.runtime.endswith(FIXED))
-            self.tensors = "np"
-        elif target.runtime in OPENVINO_RUNTIMES:
-            self.layers = AutoConfig.from_pretrained(folder).num_hidden_layers
-            self.prepare = _openvino_calls(folder, job.threads, fixed=target.runtime.endswith(FIXED))
+            self.prepare = calls(folder, job.threads, fixed=target.runtime.endswith(FIXED))
             self.tensors = "np"
         else:
             model, _, _ = load_artifact(folder)
@@ -203,14 +200,9 @@ class Runner:
 
     def _inputs(self, batch_size: int, seq_len: int) -> dict:
         job = self.job
-        texts = [job.texts[i % len(job.texts)] for i in range(batch_size)]
-        if texts and isinstance(texts[0], list | tuple):  # sentence pairs
-            firsts, seconds = zip(*texts, strict=True)
-            encoded = self.tokenizer(list(firsts), list(seconds), padding="max_length", truncation=True,
-                                     max_length=seq_len, return_tensors=self.tensors)
-        else:
-            encoded = self.tokenizer(texts, padding="max_length", truncation=True, max_length=seq_len,
-                                     return_tensors=self.tensors)
+        texts = [job.texts[i % len(job.texts)] for i in range(batch_size)]  # sentences, or (text, text_pair) tuples
+        encoded = self.tokenizer(texts, padding="max_length", truncation=True, max_length=seq_len,
+                                 return_tensors=self.tensors)
         inputs = dict(encoded)
         if self.tensors == "pt":  # only what the forward takes (DistilBERT: no token_type_ids)
             return {k: v.to(self.job.target.device) for k, v in forward_inputs(self.model, inputs).items()}

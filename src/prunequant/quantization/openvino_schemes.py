@@ -97,10 +97,8 @@ def _build_int8_static(source: Path, out: Path, settings: OpenVinoInt8StaticSett
     tokenizer = AutoTokenizer.from_pretrained(source)
     names = {port.any_name for port in model.model.inputs}  # a DistilBERT graph has no token_type_ids
 
-    def transform(text):
-        pair = isinstance(text, list | tuple)
-        encoded = tokenizer(*([[text[0]], [text[1]]] if pair else [[text]]), truncation=True,
-                            max_length=context.max_seq_length, return_tensors="np")
+    def transform(text):  # a sentence, or a (text, text_pair) tuple: a batch of one either way
+        encoded = tokenizer([text], truncation=True, max_length=context.max_seq_length, return_tensors="np")
         return {k: v.astype(np.int64) for k, v in encoded.items() if k in names}
 
     model.model = nncf.quantize(model.model, nncf.Dataset(texts, transform), model_type=nncf.ModelType.TRANSFORMER,
