@@ -12,6 +12,7 @@ from prunequant.params import load
 from prunequant.pruning import (
     PRUNE_STRATEGIES,
     PruneConfig,
+    angular_blocks,
     drop_layers,
     importance_order,
     layer_count,
@@ -22,26 +23,33 @@ from prunequant.pruning import (
 @click.command(cls=StageCommand)
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="Fine-tuned model folder.")
 @click.option("--sensitivity", "sensitivity_csv", type=click.Path(path_type=Path), required=True,
-              help="Layer sensitivity CSV (used by strategy: sensitivity).")
+              help="Layer sensitivity CSV (used by the strategies sensitivity and block-influence).")
+@click.option("--blocks", "blocks_csv", type=click.Path(path_type=Path), required=True,
+              help="Angular distances of blocks of layers (used by the strategy angular).")
 @click.option("--keep-layers", type=int, required=True, help="How many layers to keep.")
 @click.option("--strategy", type=click.Choice(PRUNE_STRATEGIES), default=None,
               help="Override prune.strategy (make compare-strategies runs each one).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the pruned model.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
-def main(model_dir: Path, sensitivity_csv: Path, keep_layers: int, strategy: str | None, out_dir: Path,
-         params_path: str) -> None:
+def main(model_dir: Path, sensitivity_csv: Path, blocks_csv: Path, keep_layers: int, strategy: str | None,
+         out_dir: Path, params_path: str) -> None:
     """Write a save_pretrained folder with <keep-layers> layers (config.pruned_from_layers says which)."""
     cfg = load(params_path, prune=PruneConfig).prune
     if strategy is not None and strategy != cfg.strategy:
         cfg = dataclasses.replace(cfg, strategy=strategy, drop_layers=cfg.drop_layers if strategy == "explicit" else ())
     model, tokenizer = load_classifier(str(model_dir)), load_tokenizer(str(model_dir))
     total = layer_count(model)
-    order = None
-    if cfg.strategy == "sensitivity":
-        if not sensitivity_csv.is_file():
-            raise PrunequantError(f"{sensitivity_csv}: not found; run `dvc repro sensitivity` first")
-        order = importance_order(pd.read_csv(sensitivity_csv))
-    drop = layers_to_drop(cfg.strategy, total, keep_layers, importance_order=order, explicit=cfg.drop_layers)
+    order = blocks = None
+    if cfg.strategy in ("sensitivity", "block-influence", "angular"):
+        table_csv = blocks_csv if cfg.strategy == "angular" else sensitivity_csv
+        if not table_csv.is_file():
+            raise PrunequantError(f"{table_csv}: not found; run `dvc repro sensitivity` first")
+        if cfg.strategy == "angular":
+            blocks = angular_blocks(pd.read_csv(table_csv), cfg.pooling)
+        else:
+            order = importance_order(pd.read_csv(table_csv), cfg.strategy, cfg.pooling)
+    drop = layers_to_drop(cfg.strategy, total, keep_layers, importance_order=order, blocks=blocks,
+                          explicit=cfg.drop_layers)
     pruned = drop_layers(model, drop)
     save_classifier(pruned, tokenizer, out_dir)
     click.echo(f"prune: {cfg.strategy}: dropped layers {drop} of {total}, kept "

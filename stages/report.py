@@ -1,6 +1,7 @@
 """report: the deployment report from the results table and the benchmark CSVs: tables with measured costs,
 figures, and a recommendation per deployment target."""
 
+import json
 from pathlib import Path
 
 import click
@@ -10,7 +11,9 @@ from prunequant.errors import PrunequantError, StageCommand
 from prunequant.evaluation import EvaluateConfig
 from prunequant.io import write_json
 from prunequant.params import load
+from prunequant.pruning import PruneConfig
 from prunequant.report import ReportConfig, recommendation_metrics, write_report
+from prunequant.sensitivity import estimator_comparison
 
 
 @click.command(cls=StageCommand)
@@ -21,16 +24,26 @@ from prunequant.report import ReportConfig, recommendation_metrics, write_report
               help="Folder for report.md, figures/ and plots/.")
 @click.option("--recommendations", type=click.Path(path_type=Path), required=True,
               help="JSON file for the recommendation per target.")
+@click.option("--sensitivity", "sensitivity_csv", type=click.Path(path_type=Path), required=True,
+              help="Layer sensitivity CSV (the sensitivity stage's).")
+@click.option("--blocks", "blocks_csv", type=click.Path(path_type=Path), required=True,
+              help="Angular distances of blocks of layers (the sensitivity stage's).")
+@click.option("--sensitivity-metrics", "sensitivity_json", type=click.Path(path_type=Path), required=True,
+              help="The sensitivity stage's JSON (the seconds each estimator took).")
 @click.option("--study", type=click.Path(path_type=Path), default=None,
               help="CSV of the original study's CPU figures, shown next to `make bench-cpu-shapes`'s.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
-def main(results: Path, bench_dir: Path, out_dir: Path, recommendations: Path, study: Path | None,
-         params_path: str) -> None:
+def main(results: Path, bench_dir: Path, out_dir: Path, recommendations: Path, sensitivity_csv: Path, blocks_csv: Path,
+         sensitivity_json: Path, study: Path | None, params_path: str) -> None:
     """Write <out>/report.md with its figures and <recommendations>."""
-    params = load(params_path, evaluate=EvaluateConfig, report=ReportConfig)
-    if not results.is_file():
-        raise PrunequantError(f"{results}: not found; run `dvc repro results` first")
-    choices = write_report(pd.read_csv(results), bench_dir, out_dir, params, study)
+    params = load(params_path, evaluate=EvaluateConfig, report=ReportConfig, prune=PruneConfig)
+    for path, stage in ((results, "results"), (sensitivity_csv, "sensitivity"), (blocks_csv, "sensitivity"),
+                        (sensitivity_json, "sensitivity")):
+        if not path.is_file():
+            raise PrunequantError(f"{path}: not found; run `dvc repro {stage}` first")
+    estimators = estimator_comparison(pd.read_csv(sensitivity_csv), pd.read_csv(blocks_csv), json.loads(sensitivity_json.read_text()),
+                                      params.prune.keep_layers)
+    choices = write_report(pd.read_csv(results), bench_dir, out_dir, params, study, estimators)
     for choice in choices:
         click.echo(f"  {choice['target']}: {choice['variant'] or choice['text']}")
     write_json(recommendations, recommendation_metrics(choices))

@@ -1,4 +1,5 @@
-"""sensitivity: skip each layer of the fine-tuned baseline and measure the validation accuracy drop."""
+"""sensitivity: skip each layer of the fine-tuned baseline and measure the validation accuracy drop; score each
+layer and each block of layers by how little it changes its input, too (label-free, one forward pass)."""
 
 from pathlib import Path
 
@@ -6,10 +7,10 @@ import click
 
 from prunequant.errors import StageCommand
 from prunequant.evaluation import EvaluateConfig, predict_logits
-from prunequant.io import write_text
+from prunequant.io import write_json, write_text
 from prunequant.modeling import load_classifier, load_tokenizer
 from prunequant.params import BaseConfig, load
-from prunequant.sensitivity import METHODS, SensitivityConfig, plot_sensitivity
+from prunequant.sensitivity import SensitivityConfig, measure, plot_sensitivity
 from prunequant.splits import load_split, model_inputs
 
 
@@ -17,10 +18,16 @@ from prunequant.splits import load_split, model_inputs
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, help="Prepared data folder.")
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="Fine-tuned model folder.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), required=True, help="CSV file for the table.")
+@click.option("--blocks", "blocks_path", type=click.Path(path_type=Path), required=True,
+              help="CSV file for the angular distance of every block of consecutive layers.")
+@click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), required=True,
+              help="JSON file for the full model's accuracy and the seconds each measurement took.")
 @click.option("--png", "png_path", type=click.Path(path_type=Path), required=True, help="PNG file for the chart.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
-def main(data_dir: Path, model_dir: Path, csv_path: Path, png_path: Path, params_path: str) -> None:
-    """Write <csv> (layer, accuracy, accuracy_drop, ci_low, ci_high, removal_order) and a bar chart."""
+def main(data_dir: Path, model_dir: Path, csv_path: Path, blocks_path: Path, metrics_path: Path, png_path: Path,
+         params_path: str) -> None:
+    """Write <csv> (layer, accuracy, accuracy_drop, ci_low, ci_high, removal_order and the label-free scores),
+    <blocks> (start, length, angular distances), <metrics> (the seconds each measurement took) and a bar chart."""
     params = load(params_path, base=BaseConfig, evaluate=EvaluateConfig, sensitivity=SensitivityConfig)
     validation = load_split(data_dir, "validation")
     model, tokenizer = load_classifier(str(model_dir)), load_tokenizer(str(model_dir))
@@ -31,8 +38,14 @@ def main(data_dir: Path, model_dir: Path, csv_path: Path, png_path: Path, params
                                 max_seq_length=params.base.max_seq_length)
         return logits.argmax(axis=-1) == labels
 
-    reference, table = METHODS[params.sensitivity.method](model, correct, params.evaluate.confidence_level)
+    reference, table, blocks, seconds = measure(model, tokenizer, texts, correct, method=params.sensitivity.method,
+                                                batch_size=params.evaluate.batch_size,
+                                                max_seq_length=params.base.max_seq_length,
+                                                confidence_level=params.evaluate.confidence_level)
     write_text(csv_path, table.to_csv(index=False))
+    write_text(blocks_path, blocks.to_csv(index=False))
+    write_json(metrics_path, {"validation_accuracy": reference, "method": params.sensitivity.method,
+                              "sentences": len(texts), **{k: round(v, 2) for k, v in seconds.items()}})
     png_path.parent.mkdir(parents=True, exist_ok=True)
     plot_sensitivity(table, reference, png_path,
                      title=f"Layer sensitivity of {params.base.model} ({params.sensitivity.method})")

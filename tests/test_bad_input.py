@@ -60,6 +60,7 @@ def workspace(tiny_model_dir, tmp_path_factory):
         ("evaluate", "--data", "data/prepared", "--model", "models/baseline", "--variant", "baseline",
          "--metrics", "metrics/evaluate/baseline-fp32.json", "--predictions", "predictions/baseline-fp32"),
         ("sensitivity", "--data", "data/prepared", "--model", "models/baseline", "--csv", "metrics/sensitivity.csv",
+         "--blocks", "metrics/sensitivity-blocks.csv", "--metrics", "metrics/sensitivity.json",
          "--png", "reports/sensitivity.png"),
     ):
         result = invoke_stage(root, *args)
@@ -179,10 +180,12 @@ CASES = {
     "seq-len-above-model": Case("finetune", FINETUNE, "base.max_seq_length is 512 but the model takes at most 64",
                                 {"base": {"max_seq_length": 512}}, outputs=("model", "live"), process=True),
     "keep-layers-out-of-range": Case(
-        "prune", ("--model", "models/baseline", "--sensitivity", "metrics/sensitivity.csv", "--keep-layers", "2",
+        "prune", ("--model", "models/baseline", "--sensitivity", "metrics/sensitivity.csv",
+                  "--blocks", "metrics/sensitivity-blocks.csv", "--keep-layers", "2",
                   "--out", "{case}/pruned"), "keep_layers is 2 but must be between 1 and 1", outputs=("pruned",)),
     "unknown-strategy": Case(
-        "prune", ("--model", "models/baseline", "--sensitivity", "metrics/sensitivity.csv", "--keep-layers", "1",
+        "prune", ("--model", "models/baseline", "--sensitivity", "metrics/sensitivity.csv",
+                  "--blocks", "metrics/sensitivity-blocks.csv", "--keep-layers", "1",
                   "--out", "{case}/pruned"), "prune.strategy is 'sensitivty' (did you mean 'sensitivity'?)",
         {"prune": {"strategy": "sensitivty"}}, outputs=("pruned",)),
     "unknown-scheme": Case("quantize", (*QUANTIZE, "--scheme", "int8-dynamic"),

@@ -99,7 +99,7 @@ def test_yaml_scientific_notation_string_is_a_float():
         ({"refinetune": {"alpha": 1.5}}, "refinetune.alpha must be in [0, 1]"),
         ({"refinetune": {"batch_size": 0}}, "refinetune.batch_size must be >= 1"),
         ({"compare": {"strategies": ["bottm"]}}, "compare.strategies[0] is 'bottm' (did you mean 'bottom'?)"),
-        ({"compare": {"strategies": ["explicit"]}}, "choose one of sensitivity, top, bottom, alternate"),
+        ({"compare": {"strategies": ["explicit"]}}, "choose one of sensitivity, block-influence, angular, top, bottom, alternate"),
         ({"compare": {"strategies": ["top", "top"]}}, "lists a strategy twice"),
         ({"compare": {"strategies": []}}, "compare.strategies must list at least one strategy"),
         ({"compare": {"keep_layers": [3]}}, "compare.keep_layers must be of type int"),

@@ -24,7 +24,7 @@ from prunequant.evaluation import predict_logits, score_splits
 from prunequant.modeling import load_classifier, load_tokenizer, num_layers, save_classifier
 from prunequant.pruning import LAYER_LISTS, drop_layers, importance_order, layer_count, layers_to_drop
 from prunequant.quantization import BuildContext, build_artifact, get_scheme, load_artifact, write_manifest
-from prunequant.sensitivity import METHODS
+from prunequant.sensitivity import METHODS, hidden_state_distances
 from prunequant.splits import load_split, save_splits
 from prunequant.training import FinetuneConfig, RefinetuneConfig, finetune
 
@@ -120,6 +120,11 @@ def test_family_goes_through_the_pipeline(model_type, prepared, tmp_path):
     tables = {method: METHODS[method](model, correct)[1] for method in METHODS}
     for table in tables.values():
         assert sorted(table["layer"]) == [0, 1] and sorted(table["removal_order"]) == [0, 1]
+    # the label-free scores read every family's hidden states: finite, and each state equals itself
+    distances = hidden_state_distances(model, tokenizer, validation["text"].tolist(), batch_size=8, max_seq_length=32)
+    for key, value in distances.items():
+        assert value.shape == (3, 3) and np.isfinite(value).all(), key
+        np.testing.assert_allclose(np.diag(value), 1 if key.startswith("cos") else 0, atol=1e-3)
 
     # prune to one layer by sensitivity, then re-finetune distilled with hidden-state matching
     drop = layers_to_drop("sensitivity", layer_count(model), 1, importance_order=importance_order(tables["ablation"]))

@@ -104,6 +104,33 @@ def test_strategies_pick_layers(strategy, keep, expected):
     assert got == (expected if expected is not None else [8, 9, 10, 11])
 
 
+def test_angular_drops_the_closest_block_of_the_needed_length():
+    import pandas as pd
+
+    blocks = pd.DataFrame({"start": [0, 1, 2, 0, 1], "length": [1, 1, 1, 2, 2],
+                           "distance": [0.30, 0.10, 0.20, 0.25, 0.35]})
+    assert layers_to_drop("angular", 3, 2, blocks=blocks) == [1]
+    assert layers_to_drop("angular", 3, 1, blocks=blocks) == [0, 1]  # not the pair with the smallest singles
+    tied = blocks.assign(distance=[0.1, 0.1, 0.1, 0.2, 0.2])
+    assert layers_to_drop("angular", 3, 2, blocks=tied) == [0]  # the earliest on a tie
+    with pytest.raises(PrunequantError, match="no block of 2 layers"):
+        layers_to_drop("angular", 4, 2, blocks=blocks[blocks["length"] == 1])
+
+
+def test_block_influence_order_puts_the_smallest_change_first_and_later_layers_on_a_tie():
+    import pandas as pd
+
+    from prunequant.pruning import importance_order
+
+    table = pd.DataFrame({"layer": [0, 1, 2, 3], "removal_order": [3, 0, 1, 2],
+                          "block_influence_cls": [0.5, 0.1, 0.3, 0.1], "block_influence_mean": [0.1, 0.2, 0.3, 0.4]})
+    assert importance_order(table, "block-influence", "cls") == [3, 1, 2, 0]
+    assert importance_order(table, "block-influence", "mean") == [0, 1, 2, 3]
+    assert importance_order(table) == [1, 2, 3, 0]  # sensitivity: ablation's ranking
+    with pytest.raises(PrunequantError, match="no block_influence_cls column"):
+        importance_order(table[["layer", "removal_order"]], "block-influence", "cls")
+
+
 def test_alternate_spreads_a_12_to_8_cut():
     assert layers_to_drop("alternate", 12, 8) == [1, 4, 7, 10]
 
@@ -117,6 +144,8 @@ def test_alternate_spreads_a_12_to_8_cut():
         (dict(strategy="explicit", keep=None, explicit=[7]), "has [7], outside 0..5"),
         (dict(strategy="explicit", keep=None, explicit=list(range(6))), "drops all 6 layers"),
         (dict(strategy="sensitivity", keep=4), "run `dvc repro sensitivity`"),
+        (dict(strategy="block-influence", keep=4), "run `dvc repro sensitivity`"),
+        (dict(strategy="angular", keep=4), "needs metrics/sensitivity-blocks.csv"),
     ],
 )
 def test_bad_prune_requests(kwargs, expected):

@@ -246,3 +246,33 @@ def test_the_cpu_pick_is_set_against_the_fastest_off_the_shelf_int8_of_the_unpru
             in cpu["text"])  # 0.36 / 0.7
     (own,) = [c for c in recommend(table_from(bench_dir), max_drop_points=1.0) if c["target"] == "CPU latency"]
     assert own["variant"] == "baseline-onnx-int8-dynamic" and "the fastest INT8 of the unpruned" not in own["text"]
+
+
+def test_the_report_compares_the_label_free_estimators_with_skip_and_re_score(bench_dir, tmp_path):
+    """Crafted scores: block influence ([CLS]) ranks the layers as ablation does; over every token it ranks them
+    backwards; the angular distance of the block 1..2 is the smallest of length 2."""
+    from prunequant.pruning import PruneConfig
+    from prunequant.sensitivity import estimator_comparison
+
+    table = pd.DataFrame({"layer": range(4), "removal_order": [3, 0, 1, 2],
+                          "block_influence_cls": [0.9, 0.1, 0.2, 0.3], "block_influence_mean": [0.1, 0.9, 0.8, 0.7],
+                          "angular_cls": [0.5, 0.2, 0.3, 0.4], "angular_mean": [0.5, 0.2, 0.3, 0.4]})
+    blocks = pd.DataFrame([{"start": s, "length": n, "angular_cls": 0.1 if (s, n) == (1, 2) else 0.5 + s,
+                            "angular_mean": 0.5} for n in (1, 2, 3) for s in range(5 - n)])
+    frame = estimator_comparison(table, blocks, {"ablation_seconds": 12.0, "hidden_states_seconds": 1.5}, [3, 2, 9])  # 9: more than the model has, left out
+    assert frame.set_index(["strategy", "pooling"])["spearman"].to_dict() == pytest.approx({
+        ("sensitivity", ""): 1.0, ("block-influence", "mean"): -1.0, ("block-influence", "cls"): 1.0,
+        ("angular", "mean"): 1.0, ("angular", "cls"): 1.0})
+    by = frame.set_index(["strategy", "pooling"])
+    assert by.loc[("sensitivity", ""), 3] == [1] and by.loc[("sensitivity", ""), 2] == [1, 2]
+    assert by.loc[("block-influence", "mean"), 3] == [0] and by.loc[("block-influence", "mean"), 2] == [0, 3]
+    assert by.loc[("angular", "cls"), 2] == [1, 2] and by.loc[("angular", "mean"), 2] == [0, 1]  # tie: earliest
+    assert 9 not in frame.columns
+
+    out = tmp_path / "reports"
+    write_report(RESULTS, bench_dir, out, Params(prune=PruneConfig(strategy="angular")), estimators=frame)
+    report = (out / "report.md").read_text()
+    assert "| block influence | `block-influence`, `pooling: mean` | mean over tokens | no | 1.5 | -1.00 (p=0.00) | [0] | [0, 3] |" in report
+    assert "| skip and re-score | `sensitivity` |  | yes | 12.0 | 1 (itself) | [1] | [1, 2] |" in report
+    assert "In use: `prune.strategy: angular` with `prune.pooling: cls`" in report
+    assert "drops for 4 → 3 | drops for 4 → 2 |" in report and "ranks the baseline's 4 layers" in report

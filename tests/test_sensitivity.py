@@ -6,7 +6,17 @@ import torch
 from prunequant.evaluation import accuracy_ci
 from prunequant.pruning import layer_count
 from prunequant.pruning import importance_order
-from prunequant.sensitivity import SENSITIVITY_COLUMNS, ablation, iterative, plot_sensitivity
+from prunequant.sensitivity import (
+    BLOCK_COLUMNS,
+    ESTIMATOR_COLUMNS,
+    SENSITIVITY_COLUMNS,
+    ablation,
+    hidden_state_distances,
+    iterative,
+    label_free_scores,
+    measure,
+    plot_sensitivity,
+)
 
 from .test_pruning import IDS, tiny_bert
 
@@ -71,3 +81,80 @@ def test_plot_is_written(tmp_path):
                           "ci_low": [0.78, 0.68], "ci_high": [0.82, 0.72], "removal_order": [0, 1]})
     plot_sensitivity(table, 0.81, tmp_path / "s.png", title="test")
     assert (tmp_path / "s.png").stat().st_size > 5000
+
+
+SENTENCES = ["the film was great", "dull", "a really quite boring movie is bad", "fun"]
+
+
+def bert_and_tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    return BertForSequenceClassification.from_pretrained(tiny_model_dir).eval(), AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def test_distances_average_every_real_token_or_the_first_and_ignore_padding(tiny_model_dir):
+    """Batched with padding, the distances equal those computed one unpadded sentence at a time."""
+    model, tokenizer = bert_and_tokenizer(tiny_model_dir)
+    got = hidden_state_distances(model, tokenizer, SENTENCES, batch_size=4, max_seq_length=32)
+    cos = {"mean": [], "cls": []}
+    with torch.no_grad():
+        for sentence in SENTENCES:
+            states = model(**tokenizer(sentence, return_tensors="pt"), output_hidden_states=True).hidden_states
+            states = torch.nn.functional.normalize(torch.stack(states)[:, 0], dim=-1)  # (L+1, T, H)
+            pairwise = torch.einsum("lth,mth->lmt", states, states)
+            cos["mean"].append(pairwise)
+            cos["cls"].append(pairwise[..., :1])
+    for pooling, parts in cos.items():
+        every = torch.cat(parts, dim=-1).clamp(-1, 1)
+        np.testing.assert_allclose(got[f"cos_{pooling}"], every.mean(-1).numpy(), atol=1e-5)
+        np.testing.assert_allclose(got[f"angle_{pooling}"], (torch.arccos(every) / np.pi).mean(-1).numpy(), atol=1e-5)
+    assert got["cos_mean"].shape == (3, 3)
+    np.testing.assert_allclose(np.diag(got["cos_mean"]), 1, atol=1e-5)
+
+
+def test_label_free_scores_read_neighbouring_states_and_every_block():
+    cos = np.array([[1.0, 0.9, 0.5, 0.2], [0.9, 1.0, 0.8, 0.4], [0.5, 0.8, 1.0, 0.7], [0.2, 0.4, 0.7, 1.0]])
+    angle = np.arccos(cos) / np.pi
+    layers, blocks = label_free_scores({"cos_mean": cos, "angle_mean": angle, "cos_cls": cos, "angle_cls": angle})
+    np.testing.assert_allclose(layers["block_influence_mean"], [0.1, 0.2, 0.3])
+    np.testing.assert_allclose(layers["angular_cls"], [angle[0, 1], angle[1, 2], angle[2, 3]])
+    assert list(blocks.columns) == BLOCK_COLUMNS
+    assert list(zip(blocks["start"], blocks["length"])) == [(0, 1), (1, 1), (2, 1), (0, 2), (1, 2)]
+    np.testing.assert_allclose(blocks["angular_mean"], [angle[0, 1], angle[1, 2], angle[2, 3], angle[0, 2], angle[1, 3]])
+
+
+def test_a_layer_that_changes_nothing_scores_lowest_and_its_block_is_closest():
+    """A layer whose attention and feed-forward add nothing only re-normalizes its (normalized) input: both
+    label-free estimators must single it out, under either pooling."""
+    from prunequant.pruning import angular_blocks, layers_to_drop
+
+    model = tiny_bert(4)
+    with torch.no_grad():
+        for dense in (model.bert.encoder.layer[2].attention.output.dense, model.bert.encoder.layer[2].output.dense):
+            dense.weight.zero_()
+            dense.bias.zero_()
+
+    class Tokenizer:  # IDS as a tokenizer would give them
+        def __call__(self, texts, **kwargs):
+            return {"input_ids": IDS[: len(texts)], "attention_mask": torch.ones_like(IDS[: len(texts)])}
+
+    layers, blocks = label_free_scores(hidden_state_distances(model, Tokenizer(), [0, 1], batch_size=2, max_seq_length=8))
+    for pooling in ("mean", "cls"):
+        assert importance_order(layers.assign(removal_order=0), "block-influence", pooling)[0] == 2
+        assert layers[f"block_influence_{pooling}"][2] < 1e-4
+        assert layers_to_drop("angular", 4, 3, blocks=angular_blocks(blocks, pooling)) == [2]
+
+
+def test_measure_gives_ablation_the_label_free_scores_and_their_seconds_apart():
+    model = tiny_bert(4)
+
+    class Tokenizer:
+        def __call__(self, texts, **kwargs):
+            return {"input_ids": IDS[: len(texts)], "attention_mask": torch.ones_like(IDS[: len(texts)])}
+
+    reference, table, blocks, seconds = measure(model, Tokenizer(), [0, 1], scorer(model), method="ablation", batch_size=2,
+                                       max_seq_length=8)
+    assert list(table.columns) == SENSITIVITY_COLUMNS + ESTIMATOR_COLUMNS  # no timings: prune reads this table
+    assert importance_order(table) == [3, 1, 2, 0]  # ablation's ranking, untouched by the merge
+    assert set(seconds) == {"ablation_seconds", "hidden_states_seconds"} and min(seconds.values()) > 0
+    assert len(blocks) == 4 + 3 + 2  # blocks of 1, 2 and 3 of the 4 layers

@@ -18,7 +18,8 @@ from torch import nn
 from prunequant.errors import PrunequantError
 from prunequant.params import require, require_choice
 
-PRUNE_STRATEGIES = ("sensitivity", "top", "bottom", "alternate", "explicit")
+PRUNE_STRATEGIES = ("sensitivity", "block-influence", "angular", "top", "bottom", "alternate", "explicit")
+POOLINGS = ("mean", "cls")  # tokens the label-free scores average over: every non-padding one, or the first
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,11 @@ class PruneConfig:
     keep_layers: tuple[int, ...] = (4, 3)
     strategy: str = "sensitivity"
     drop_layers: tuple[int, ...] = ()  # for strategy: explicit
+    pooling: str = "cls"  # for block-influence and angular: the tokens their hidden-state distances average over
 
     def __post_init__(self) -> None:
         require_choice(self.strategy, PRUNE_STRATEGIES, "prune.strategy")
+        require_choice(self.pooling, POOLINGS, "prune.pooling")
         require(bool(self.keep_layers), "prune.keep_layers", "must list at least one layer count, e.g. [4]")
         require(
             len(set(self.keep_layers)) == len(self.keep_layers),
@@ -168,11 +171,15 @@ def layers_to_drop(
     keep: int | None,
     *,
     importance_order: Sequence[int] | None = None,
+    blocks=None,
     explicit: Sequence[int] = (),
 ) -> list[int]:
     """Which layer indices a strategy removes to keep ``keep`` of ``total`` layers.
 
-    ``importance_order`` lists layers from least to most important (the sensitivity stage's output).
+    ``importance_order`` lists layers from least to most important (for ``sensitivity``: ablation's ranking; for
+    ``block-influence``: the smallest block influence first). ``blocks`` (for ``angular``) is a table with
+    ``start``, ``length`` and ``distance`` per block of consecutive layers: the closest block of the needed
+    length goes (the earliest, on a tie).
     """
     if strategy == "explicit":
         return check_drop(explicit, total)
@@ -189,13 +196,38 @@ def layers_to_drop(
     if strategy == "alternate":
         kept = set(np.linspace(0, total - 1, keep).round().astype(int).tolist())
         return [i for i in range(total) if i not in kept]
-    if strategy == "sensitivity":
+    if strategy in ("sensitivity", "block-influence"):
         if importance_order is None:
-            raise PrunequantError("prune: strategy 'sensitivity' needs metrics/sensitivity.csv; run `dvc repro sensitivity`")
+            raise PrunequantError(f"prune: strategy {strategy!r} needs metrics/sensitivity.csv; run `dvc repro sensitivity`")
         return sorted(importance_order[:n_drop])
+    if strategy == "angular":
+        if blocks is None:
+            raise PrunequantError("prune: strategy 'angular' needs metrics/sensitivity-blocks.csv; run `dvc repro sensitivity`")
+        candidates = blocks[blocks["length"] == n_drop].sort_values(["distance", "start"], kind="stable")
+        if candidates.empty:
+            raise PrunequantError(f"prune: metrics/sensitivity-blocks.csv has no block of {n_drop} layers; "
+                                  "it was measured on another model: run `dvc repro sensitivity`")
+        start = int(candidates["start"].iloc[0])
+        return list(range(start, start + n_drop))
     raise AssertionError(f"unvalidated strategy {strategy!r}")
 
 
-def importance_order(table) -> list[int]:
-    """Layers from least to most important, as the sensitivity stage's table ranks them (``removal_order``)."""
-    return table.sort_values("removal_order")["layer"].astype(int).tolist()
+def importance_order(table, strategy: str = "sensitivity", pooling: str = "cls") -> list[int]:
+    """Layers from least to most important, as the sensitivity stage's table ranks them: ``removal_order`` for
+    ``sensitivity``; for ``block-influence``, the smallest ``block_influence_<pooling>`` first (later layers first
+    on a tie, as ablation's ranking breaks them)."""
+    if strategy == "sensitivity":
+        return table.sort_values("removal_order")["layer"].astype(int).tolist()
+    column = f"block_influence_{pooling}"
+    if column not in table:
+        raise PrunequantError(f"prune: the sensitivity table has no {column} column; run `dvc repro sensitivity`")
+    ranked = table.assign(later=-table["layer"]).sort_values([column, "later"], kind="stable")
+    return ranked["layer"].astype(int).tolist()
+
+
+def angular_blocks(blocks, pooling: str = "cls"):
+    """The sensitivity stage's block table with the distance of ``pooling`` as ``distance``."""
+    column = f"angular_{pooling}"
+    if column not in blocks:
+        raise PrunequantError(f"prune: the block table has no {column} column; run `dvc repro sensitivity`")
+    return blocks.rename(columns={column: "distance"})[["start", "length", "distance"]]

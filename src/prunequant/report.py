@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from prunequant import plots
@@ -276,8 +277,45 @@ def _machine_line(folder: Path, name: str) -> str:
     return f"{name.upper()}: {where} (torch {info.get('torch')}{when}; `{path}`)"
 
 
-def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params, study: Path | None = None) -> list[dict]:
-    """reports/report.md, its figures and the DVC plot tables; returns the recommendations."""
+def estimators_markdown(frame: pd.DataFrame, prune) -> list[str]:
+    """The report's table of :func:`prunequant.sensitivity.estimator_comparison`: each way of ranking layers, what
+    it cost, how well it agrees with skip-and-re-score, and what it would drop."""
+    layers = frame.attrs["layers"]
+    keeps = [c for c in frame.columns if isinstance(c, int | np.integer)]  # one column per prune.keep_layers entry
+    rows = []
+    for row in frame.to_dict("records"):
+        pooling = {"cls": "[CLS] token", "mean": "mean over tokens", "": ""}[row["pooling"]]
+        agreement = "1 (itself)" if row["labels"] == "yes" else f"{row['spearman']:+.2f} (p={row['p_value']:.2f})"
+        strategy = f"`{row['strategy']}`" + (f", `pooling: {row['pooling']}`" if row["pooling"] else "")
+        rows.append([row["estimator"], strategy, pooling, row["labels"], f"{row['seconds']:.1f}", agreement,
+                     *(str(row[k]) for k in keeps)])
+    header = ["estimator", "prune.strategy", "tokens", "needs labels", "seconds", "Spearman ρ with skip-and-re-score",
+              *(f"drops for {layers} → {k}" for k in keeps)]
+    in_use = f"`prune.strategy: {prune.strategy}`" + (
+        f" with `prune.pooling: {prune.pooling}`" if prune.strategy in ("block-influence", "angular") else "")
+    return [
+        "### Which layers to drop: label-free estimators against skip-and-re-score",
+        "",
+        f"Each row ranks the baseline's {layers} layers (`metrics/sensitivity.csv`; blocks of layers: "
+        "`metrics/sensitivity-blocks.csv`). Skip-and-re-score skips each layer and re-scores the validation split "
+        "(the ground truth, one evaluation per layer); block influence (1 - cosine between a layer's input and "
+        "output hidden states) and angular distance (the angle between the hidden states before and after a block "
+        "of layers: the closest block of the needed length is dropped) need no labels and one forward pass over the "
+        f"same sentences. ρ compares each ranking with skip-and-re-score's over {layers} layers: a coarse check "
+        f"(hence the p-values). In use: {in_use}; `make compare-strategies` measures each strategy's accuracy after "
+        "re-finetuning (`metrics/strategies.csv`).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(r) + " |" for r in rows),
+        "",
+    ]
+
+
+def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params, study: Path | None = None,
+                 estimators: pd.DataFrame | None = None) -> list[dict]:
+    """reports/report.md, its figures and the DVC plot tables; returns the recommendations. ``estimators``:
+    :func:`prunequant.sensitivity.estimator_comparison` of the baseline, shown under the sensitivity chart."""
     cpu, gpu = read_bench(bench_dir / "cpu.csv"), read_bench(bench_dir / "gpu.csv")
     # Timings of this model only: CSVs measured on another base.model (say, before a profile) are left out.
     models = set(results.model.dropna())
@@ -365,6 +403,7 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params, stud
         "",
         "![Layer sensitivity](sensitivity.png)",
         "",
+        *(estimators_markdown(estimators, params.prune) if estimators is not None else []),
         "## Figures",
         "",
         f"The radar puts each cost on [{params.report.radar_floor:g}, 1] across the variants shown (best 1) and "

@@ -1,18 +1,30 @@
-"""Layer sensitivity: how much validation accuracy drops when a Transformer layer is skipped."""
+"""Layer sensitivity: how much validation accuracy drops when a Transformer layer is skipped (the ground truth,
+L or about L²/2 evaluations), next to two label-free estimators read off one forward pass over the same sentences:
+
+- block influence (ShortGPT, arXiv 2403.03853): ``1 - cos(x_i, x_{i+1})`` between layer i's input and output;
+- angular distance (Gromov et al., arXiv 2403.17887): ``arccos(cos(x_l, x_{l+n})) / pi``, which scores a block of
+  n consecutive layers at once (drop the block whose input and output are closest).
+
+Each is averaged two ways: over every token that is not padding (``mean``) and over the first token alone
+(``cls``, the one the classifier head reads).
+"""
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
-from prunequant.evaluation import accuracy_ci
+from prunequant.evaluation import accuracy_ci, forward_inputs
 from prunequant.io import save_figure
 from prunequant.params import require_choice
-from prunequant.pruning import layer_count, layers_skipped
+from prunequant.pruning import POOLINGS, angular_blocks, importance_order, layer_count, layers_skipped, layers_to_drop
 
 SENSITIVITY_METHODS = ("ablation", "iterative")
 
@@ -27,6 +39,8 @@ class SensitivityConfig:
         require_choice(self.method, SENSITIVITY_METHODS, "sensitivity.method")
 
 SENSITIVITY_COLUMNS = ["layer", "accuracy", "accuracy_drop", "ci_low", "ci_high", "removal_order"]
+ESTIMATOR_COLUMNS = [f"{name}_{pooling}" for name in ("block_influence", "angular") for pooling in POOLINGS]
+BLOCK_COLUMNS = ["start", "length", *(f"angular_{pooling}" for pooling in POOLINGS)]
 
 # correctness(model) -> 0/1 vector over the validation examples
 Scorer = Callable[[object], np.ndarray]
@@ -86,6 +100,69 @@ def iterative(model, score: Scorer, confidence_level: float = 0.95) -> tuple[flo
 METHODS = {"ablation": ablation, "iterative": iterative}
 
 
+@torch.inference_mode()
+def hidden_state_distances(model, tokenizer, texts: list, *, batch_size: int, max_seq_length: int) -> dict:
+    """Mean cosine similarity and mean angular distance between every pair of hidden states.
+
+    Hidden state 0 is the embeddings' output, state l the output of layer l-1 (so state l is layer l's input).
+    Returns ``{f"{kind}_{pooling}": (L+1, L+1) array}`` for kind in cos, angle and pooling in :data:`POOLINGS`:
+    ``mean`` averages over every non-padding token of every sentence, ``cls`` over each sentence's first token.
+    """
+    model.eval()
+    states_count = layer_count(model) + 1
+    sums = {f"{kind}_{pooling}": np.zeros((states_count, states_count)) for kind in ("cos", "angle")
+            for pooling in POOLINGS}
+    counts = dict.fromkeys(POOLINGS, 0)
+    # Sentences of similar length batched together (sums over tokens do not depend on the order): little padding.
+    order = np.argsort([len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_seq_length)["input_ids"]],
+                       kind="stable")
+    for start in tqdm(range(0, len(texts), batch_size), desc="hidden states", unit="batch", leave=False):
+        batch = tokenizer([texts[i] for i in order[start : start + batch_size]], truncation=True,
+                          max_length=max_seq_length, padding=True, return_tensors="pt")
+        out = model(**forward_inputs(model, batch), output_hidden_states=True)
+        states = torch.nn.functional.normalize(torch.stack(out.hidden_states).float(), dim=-1)  # (L+1, B, T, H)
+        tokens = {"mean": batch["attention_mask"].bool(), "cls": torch.zeros_like(batch["attention_mask"], dtype=torch.bool)}
+        tokens["cls"][:, 0] = True
+        for pooling, mask in tokens.items():
+            picked = states[:, mask]  # (L+1, N, H)
+            cos = torch.einsum("lnh,mnh->lmn", picked, picked).clamp(-1, 1)
+            sums[f"cos_{pooling}"] += cos.sum(-1).double().numpy()
+            sums[f"angle_{pooling}"] += (torch.arccos(cos) / math.pi).sum(-1).double().numpy()
+            counts[pooling] += picked.shape[1]
+    return {key: value / counts[key.split("_")[1]] for key, value in sums.items()}
+
+
+def label_free_scores(distances: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-layer scores (``block_influence_*`` = 1 - cos(x_i, x_{i+1}), ``angular_*`` = its angle / pi: the larger,
+    the more the layer changes its input) and the angular distance of every block of consecutive layers
+    (``start``, ``length``: dropping layers start .. start+length-1 joins state start to state start+length)."""
+    states_count = next(iter(distances.values())).shape[0]
+    layers = pd.DataFrame({"layer": range(states_count - 1)})
+    blocks = pd.DataFrame([{"start": start, "length": length} for length in range(1, states_count - 1)
+                           for start in range(states_count - length)])
+    for pooling in POOLINGS:
+        cos, angle = distances[f"cos_{pooling}"], distances[f"angle_{pooling}"]
+        layers[f"block_influence_{pooling}"] = [1 - cos[i, i + 1] for i in layers["layer"]]
+        layers[f"angular_{pooling}"] = [angle[i, i + 1] for i in layers["layer"]]
+        blocks[f"angular_{pooling}"] = [angle[s, s + n] for s, n in zip(blocks["start"], blocks["length"], strict=True)]
+    return layers, blocks[BLOCK_COLUMNS]
+
+
+def measure(model, tokenizer, texts: list, score: Scorer, *, method: str, batch_size: int, max_seq_length: int,
+            confidence_level: float = 0.95) -> tuple[float, pd.DataFrame, pd.DataFrame, dict]:
+    """The sensitivity table (``method``'s accuracy drops next to the label-free scores), the angular distance of
+    every block of layers, and the seconds each measurement took (``ablation_seconds``, ``hidden_states_seconds``:
+    kept out of the tables, which the prune stages read, so that a rerun leaves them byte-identical)."""
+    began = time.perf_counter()
+    reference, table = METHODS[method](model, score, confidence_level)
+    ablation_seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    distances = hidden_state_distances(model, tokenizer, texts, batch_size=batch_size, max_seq_length=max_seq_length)
+    seconds = {"ablation_seconds": ablation_seconds, "hidden_states_seconds": time.perf_counter() - began}
+    layers, blocks = label_free_scores(distances)
+    return reference, table.merge(layers, on="layer")[SENSITIVITY_COLUMNS + ESTIMATOR_COLUMNS], blocks, seconds
+
+
 def plot_sensitivity(table: pd.DataFrame, reference: float, path, *, title: str) -> None:
     """Bar chart of the validation accuracy drop per skipped layer, with each measurement's CI."""
     import matplotlib
@@ -108,3 +185,33 @@ def plot_sensitivity(table: pd.DataFrame, reference: float, path, *, title: str)
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
     plt.close(fig)
+
+
+def estimator_comparison(table: pd.DataFrame, blocks: pd.DataFrame, seconds: dict, keep_layers) -> pd.DataFrame:
+    """One row per way of ranking layers: the sensitivity stage's skip-and-rescore ranking, then each label-free
+    estimator under each pooling, with the seconds it took (``seconds``: :func:`measure`'s), its Spearman rank correlation with the skip-and-rescore
+    ranking (``removal_order``, the order the sensitivity strategy prunes in) and the layers it drops for each
+    entry of ``keep_layers``."""
+    from scipy.stats import spearmanr
+
+    total = len(table)
+    keep_layers = [k for k in keep_layers if 0 < k < total]
+    truth = table["removal_order"].to_numpy(float)
+    rows = [{"estimator": "skip and re-score", "strategy": "sensitivity", "pooling": "", "labels": "yes",
+             "seconds": float(seconds["ablation_seconds"]), "spearman": 1.0, "p_value": 0.0,
+             **{keep: layers_to_drop("sensitivity", total, keep, importance_order=importance_order(table))
+                for keep in keep_layers}}]
+    for name, strategy in (("block influence", "block-influence"), ("angular distance", "angular")):
+        for pooling in POOLINGS:
+            column = f"{strategy.replace('-', '_')}_{pooling}"
+            rho, p_value = spearmanr(table[column], truth)
+            ranked = importance_order(table, strategy, pooling) if strategy == "block-influence" else None
+            closest = angular_blocks(blocks, pooling) if strategy == "angular" else None
+            drops = {keep: layers_to_drop(strategy, total, keep, importance_order=ranked, blocks=closest)
+                     for keep in keep_layers}
+            rows.append({"estimator": name, "strategy": strategy, "pooling": pooling, "labels": "no",
+                         "seconds": float(seconds["hidden_states_seconds"]), "spearman": float(rho),
+                         "p_value": float(p_value), **drops})
+    frame = pd.DataFrame(rows)
+    frame.attrs["layers"] = total
+    return frame
