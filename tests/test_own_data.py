@@ -8,7 +8,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from .conftest import by_family, shared_build
+from .conftest import by_family, declare_shared_build, shared_build
 from .test_pipeline import IGNORE, MACHINE, REPO, ran_stages, set_params, sh
 from .test_families import _tiny_model
 
@@ -52,6 +52,9 @@ def _reproduce_own(root):
         "evaluate", "evaluate-pruned@1", "finetune", MACHINE, "prepare", "prune@1", "quantize-onnx-pruned@1-onnx-int8-static",
         "quantize-onnx@baseline-onnx-int8-static", "quantize-torch-pruned@1-int8-dynamic",
         "quantize-torch@baseline-int8-dynamic", "refinetune@1", "report", "results", "sensitivity"])
+
+
+declare_shared_build("own", "own", _reproduce_own)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import yaml
 from prunequant.bench_table import COLUMNS as BENCH_COLUMNS
 from prunequant.evaluation import accuracy_ci, paired_test
 
-from .conftest import by_family, private_copy, shared_build
+from .conftest import by_family, declare_shared_build, private_copy, shared_build
 
 REPO = Path(__file__).resolve().parents[1]
 MACHINE = "machine/dvc.yaml:machine"  # the accelerator check, always run by `dvc repro`
@@ -74,6 +74,9 @@ def _reproduce_tiny(root: Path) -> None:
         "refinetune@4", "report", "results", "sensitivity"])
 
 
+declare_shared_build("repo", "e2e", _reproduce_tiny)
+
+
 @pytest.fixture(scope="session")
 def repo(tmp_path_factory):
     """A copy of this repository, reproduced once per session on tiny params; read-only for the tests."""
@@ -117,7 +120,12 @@ def test_every_output_is_written(repo):
 
     sensitivity = pd.read_csv(repo / "metrics" / "sensitivity.csv")
     assert sensitivity["layer"].tolist() == list(range(6))
+    assert sensitivity[["block_influence_cls", "block_influence_mean", "angular_cls", "angular_mean"]].notna().all().all()
+    assert json.loads((repo / "metrics" / "sensitivity.json").read_text())["hidden_states_seconds"] > 0
+    assert len(pd.read_csv(repo / "metrics" / "sensitivity-blocks.csv")) == 6 + 5 + 4 + 3 + 2  # blocks of 1 to 5 layers
     assert (repo / "reports" / "sensitivity.png").stat().st_size > 5000
+    assert "| block influence | `block-influence`, `pooling: cls` | [CLS] token | no |" in (
+        repo / "reports" / "report.md").read_text()
     pruned = json.loads((repo / "models" / "pruned-4" / "config.json").read_text())
     assert pruned["num_hidden_layers"] == 4 and len(pruned["pruned_from_layers"]) == 4
     assert "| baseline" in (repo / "reports" / "results.md").read_text()
