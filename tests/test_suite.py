@@ -1,12 +1,13 @@
 """The test suite's own machinery: make test's two workers keep each xdist_group on one worker."""
 
-import sys
+import pytest
 
 from .conftest import REPO
 
 pytest_plugins = ["pytester"]
 
 
+@pytest.mark.slow  # a whole pytest session with two worker processes
 def test_an_xdist_group_runs_on_one_worker(pytester):
     pytester.makeconftest(f"import sys\nsys.path.insert(0, {str(REPO)!r})\n"
                           "from tests.conftest import pytest_collection_modifyitems  # the hook under test\n")
