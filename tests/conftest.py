@@ -173,7 +173,10 @@ def shared_build(tmp_path_factory, name: str, build) -> Path:
     if not _build_once(shared, name, build, wait=False):
         for other, other_build in SHARED_BUILDS.items():
             if other != name:
-                _build_once(shared, other, other_build, wait=False)
+                try:
+                    _build_once(shared, other, other_build, wait=False)
+                except Exception:  # noqa: BLE001 - not this test's build: the tests that use it rebuild and report it
+                    pass
         _build_once(shared, name, build, wait=True)
     return shared / name
 
