@@ -23,7 +23,8 @@ def one_run(precision: str, steps: int, data: Path) -> float:
 
     from prunequant.modeling import load_classifier, load_tokenizer
     from prunequant.splits import load_split
-    from prunequant.training import FinetuneConfig, finetune
+    from prunequant.recipe import FinetuneConfig
+    from prunequant.training import finetune
 
     transformers.logging.set_verbosity_error()
     train = load_split(data, "train").head(32 * steps)

@@ -15,11 +15,8 @@ from prunequant.modeling import (
 )
 from prunequant.params import BaseConfig, load
 from prunequant.splits import load_label_names, load_split
-from prunequant.training import (
-    FinetuneConfig,
-    finetune,
-    is_main_process,
-)
+from prunequant.recipe import FinetuneConfig
+from prunequant.training import finetune, is_main_process
 
 
 @click.command(cls=StageCommand)

@@ -10,12 +10,10 @@ from prunequant.errors import StageCommand
 from prunequant.launch import relaunch
 from prunequant.modeling import load_classifier, load_tokenizer, save_classifier
 from prunequant.params import BaseConfig, load
+from prunequant.recipe import RefinetuneConfig
 from prunequant.splits import load_split
-from prunequant.training import (
-    RefinetuneConfig,
-    finetune,
-    is_main_process,
-)
+from prunequant.training import finetune, is_main_process
+from prunequant.transfer import load_transfer
 
 
 @click.command(cls=StageCommand)
@@ -23,19 +21,23 @@ from prunequant.training import (
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="Pruned model folder.")
 @click.option("--teacher", "teacher_dir", type=click.Path(path_type=Path), required=True,
               help="Fine-tuned baseline folder (the teacher when refinetune.distill is on).")
+@click.option("--transfer", "transfer_dir", type=click.Path(path_type=Path), required=True,
+              help="Transfer-set folder (the transfer stage's; empty with refinetune.transfer: null).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the model.")
 @click.option("--live", "live_dir", type=click.Path(path_type=Path), required=True, help="DVCLive folder.")
 @click.option("--distill/--no-distill", default=None,
               help="Override refinetune.distill (make compare-strategies runs both).")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
-def main(data_dir: Path, model_dir: Path, teacher_dir: Path, out_dir: Path, live_dir: Path, distill: bool | None,
-         params_path: str) -> None:
+def main(data_dir: Path, model_dir: Path, teacher_dir: Path, transfer_dir: Path, out_dir: Path, live_dir: Path,
+         distill: bool | None, params_path: str) -> None:
     """Write the re-finetuned save_pretrained folder to <out>."""
     params = load(params_path, base=BaseConfig, refinetune=RefinetuneConfig)
     cfg = params.refinetune
     if distill is not None:
         cfg = dataclasses.replace(cfg, distill=distill)
     train, validation = load_split(data_dir, "train"), load_split(data_dir, "validation")
+    # Transfer sentences have no labels: they are learnt from the teacher's logits, so only with distillation.
+    transfer = load_transfer(transfer_dir) if cfg.distill else None
 
     from transformers import set_seed
 
@@ -48,14 +50,14 @@ def main(data_dir: Path, model_dir: Path, teacher_dir: Path, out_dir: Path, live
     metrics = finetune(
         model, tokenizer, train, validation, cfg,
         seed=params.base.seed, max_seq_length=params.base.max_seq_length, live_dir=live_dir,
-        teacher=teacher, kept_layers=getattr(model.config, "pruned_from_layers", None),
+        teacher=teacher, kept_layers=getattr(model.config, "pruned_from_layers", None), transfer=transfer,
         checkpoints=checkpoints,
     )
     if is_main_process():
         save_classifier(model, tokenizer, out_dir)
         checkpoints.discard()
-        click.echo(f"refinetune: validation accuracy {metrics['accuracy']:.4f} "
-                   f"({'distilled' if cfg.distill else 'plain'}) -> {out_dir}")
+        how = "plain" if not cfg.distill else f"distilled, {len(transfer)} transfer sentences"
+        click.echo(f"refinetune: validation accuracy {metrics['accuracy']:.4f} ({how}) -> {out_dir}")
 
 
 if __name__ == "__main__":

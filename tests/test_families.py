@@ -26,7 +26,8 @@ from prunequant.pruning import LAYER_LISTS, drop_layers, importance_order, layer
 from prunequant.quantization import BuildContext, build_artifact, get_scheme, load_artifact, write_manifest
 from prunequant.sensitivity import METHODS, hidden_state_distances
 from prunequant.splits import load_split, save_splits
-from prunequant.training import FinetuneConfig, RefinetuneConfig, finetune
+from prunequant.recipe import FinetuneConfig, RefinetuneConfig
+from prunequant.training import finetune
 
 from .conftest import FILLER, NEGATIVE, POSITIVE, tiny_frame
 

@@ -51,7 +51,7 @@ def _reproduce_own(root):
     assert ran_stages(result.stdout) == sorted([
         "evaluate", "evaluate-pruned@1", "finetune", MACHINE, "prepare", "prune@1", "quantize-onnx-pruned@1-onnx-int8-static",
         "quantize-onnx@baseline-onnx-int8-static", "quantize-torch-pruned@1-int8-dynamic",
-        "quantize-torch@baseline-int8-dynamic", "refinetune@1", "report", "results", "sensitivity"])
+        "quantize-torch@baseline-int8-dynamic", "refinetune@1", "report", "results", "sensitivity", "transfer"])
 
 
 declare_shared_build("own", "own", _reproduce_own)

@@ -13,6 +13,7 @@ import yaml
 
 from prunequant.bench_table import COLUMNS as BENCH_COLUMNS
 from prunequant.evaluation import accuracy_ci, paired_test
+from prunequant.transfer import normalise
 
 from .conftest import by_family, declare_shared_build, private_copy, shared_build
 
@@ -63,7 +64,7 @@ def _reproduce_tiny(root: Path) -> None:
         prepare={"max_train_samples": 64, "max_eval_samples": 40},
         finetune={"epochs": 1, "batch_size": 16, "logging_steps": 2},
         prune={"keep_layers": [4]},
-        refinetune={"epochs": 1, "batch_size": 16, "logging_steps": 2},
+        refinetune={"epochs": 1, "batch_size": 16, "logging_steps": 2, "transfer": "imdb", "transfer_samples": 32},
         # one CPU scheme, and a CUDA scheme with CPU kernels (scored on the CPU here, deployed on a GPU)
         quantize={"schemes": by_family("onnx-int8-dynamic", "bnb-nf4")},
     )
@@ -71,7 +72,7 @@ def _reproduce_tiny(root: Path) -> None:
     assert ran_stages(result.stdout) == sorted([
         "evaluate", "evaluate-pruned@4", "finetune", MACHINE, "prepare", "prune@4", "quantize-gpu-pruned@4-bnb-nf4",
         "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-gpu@baseline-bnb-nf4", "quantize-onnx@baseline-onnx-int8-dynamic",
-        "refinetune@4", "report", "results", "sensitivity"])
+        "refinetune@4", "report", "results", "sensitivity", "transfer"])
 
 
 declare_shared_build("repo", "e2e", _reproduce_tiny)
@@ -126,6 +127,10 @@ def test_every_output_is_written(repo):
     assert (repo / "reports" / "sensitivity.png").stat().st_size > 5000
     assert "| block influence | `block-influence`, `pooling: cls` | [CLS] token | no |" in (
         repo / "reports" / "report.md").read_text()
+    transfer = pd.read_parquet(repo / "data" / "transfer" / "transfer.parquet")  # IMDb sentences the teacher labels
+    assert len(transfer) == 32 and json.loads((repo / "metrics" / "transfer.json").read_text())["sentences"] == 32
+    prepared = pd.concat(pd.read_parquet(repo / "data" / "prepared" / f"{s}.parquet") for s in ("validation", "test"))
+    assert not set(transfer["text"].map(normalise)) & set(prepared["text"].map(normalise))
     pruned = json.loads((repo / "models" / "pruned-4" / "config.json").read_text())
     assert pruned["num_hidden_layers"] == 4 and len(pruned["pruned_from_layers"]) == 4
     assert "| baseline" in (repo / "reports" / "results.md").read_text()
@@ -264,6 +269,7 @@ def test_a_code_change_reruns_exactly_the_stages_that_run_it(workspace):
         "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-onnx@baseline-onnx-int8-dynamic"]
     assert _stale_after_touching(repo, "training.py") == ["finetune", "refinetune@4"]  # int8-qat is not listed here
     assert _stale_after_touching(repo, "report.py") == ["report"]
+    assert _stale_after_touching(repo, "transfer.py") == ["transfer"]
     assert _stale_after_touching(repo, "bench.py") == []  # `make bench-cpu` runs it; `dvc repro` never does
     assert _stale_after_touching(repo, "plots.py") == ["report"]
     assert _stale_after_touching(repo, "quantization/gpu_schemes.py") == [

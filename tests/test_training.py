@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -8,7 +9,8 @@ from transformers import set_seed
 from prunequant.errors import PrunequantError
 from prunequant.modeling import load_classifier, load_tokenizer
 from prunequant.pruning import drop_layers
-from prunequant.training import FinetuneConfig, RefinetuneConfig, finetune
+from prunequant.recipe import FinetuneConfig, RefinetuneConfig
+from prunequant.training import finetune
 
 from .conftest import tiny_frame
 
@@ -135,3 +137,119 @@ def test_relaunch_command(monkeypatch):
     assert command[command.index("--num_processes") + 1] == "2"
     assert command[-3:] == ["stages/finetune.py", "--out", "m"]
     assert env["ACCELERATE_USE_CPU"] == "true"
+
+
+def _distillation_trainer(student, teacher, cfg, tmp_path):
+    from transformers import TrainingArguments
+
+    from prunequant.training import DistillationTrainer, hidden_layer_map
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    layer_map = hidden_layer_map(cfg, student.config.pruned_from_layers, student.config.num_hidden_layers,
+                                 teacher.config.num_hidden_layers) if cfg.hidden_weight > 0 else None
+    return DistillationTrainer(model=student, args=args, teacher=teacher, distill=cfg, layer_map=layer_map)
+
+
+def _soft_loss(student_logits, teacher_logits, t):
+    return torch.nn.functional.kl_div(torch.log_softmax(student_logits / t, -1), torch.softmax(teacher_logits / t, -1),
+                                      reduction="batchmean") * t * t
+
+
+@pytest.mark.parametrize("labelled", [[1, 1, 1, 1], [1, 0, 1, 0], [0, 0, 0, 0]])
+def test_unlabelled_rows_learn_from_the_teacher_alone(tiny_model_dir, tmp_path, labelled):
+    """Transfer sentences (label -100) count in the soft term only; a batch of them alone has no label term."""
+    from prunequant.training import UNLABELLED
+
+    teacher = load_classifier(str(tiny_model_dir)).eval()
+    set_seed(1)
+    student = drop_layers(load_classifier(str(tiny_model_dir)), [1]).eval()
+    for param in student.parameters():
+        param.data.normal_(0, 0.5)
+    cfg = RefinetuneConfig(alpha=0.3, temperature=2.0)
+    trainer = _distillation_trainer(student, teacher, cfg, tmp_path)
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    inputs = dict(tokenizer(tiny_frame(2)["text"].tolist(), padding=True, return_tensors="pt"))
+    labels = torch.tensor([1, 0, 1, 0])
+    inputs["labels"] = torch.where(torch.tensor(labelled, dtype=torch.bool), labels, UNLABELLED)
+    with torch.no_grad():
+        loss = trainer.compute_loss(student, inputs)
+        plain = {k: v for k, v in inputs.items() if k != "labels"}
+        logits, teacher_logits = student(**plain).logits, teacher(**plain).logits
+    expected = 0.3 * _soft_loss(logits, teacher_logits, 2.0)
+    mask = inputs["labels"] != UNLABELLED
+    if mask.any():  # the labels' term averages over the labelled rows only
+        expected = expected + 0.7 * torch.nn.functional.cross_entropy(logits[mask], labels[mask])
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_hidden_states_match_the_teacher_layers_the_map_names(tiny_model_dir, tmp_path):
+    teacher = load_classifier(str(tiny_model_dir)).eval()
+    student = drop_layers(load_classifier(str(tiny_model_dir)), [1])  # keeps teacher layer 0
+    for module in student.modules():  # hidden states are matched in training mode only: no dropout here
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    inputs = dict(tokenizer(tiny_frame(2)["text"].tolist(), padding=True, return_tensors="pt"))
+    inputs["labels"] = torch.tensor([1, 0, 1, 0])
+    with torch.no_grad():
+        hidden = student(**{k: v for k, v in inputs.items() if k != "labels"}, output_hidden_states=True).hidden_states
+        targets = teacher(**{k: v for k, v in inputs.items() if k != "labels"}, output_hidden_states=True).hidden_states
+    losses = {}
+    for layers in ((), (0,), (1,)):
+        cfg = RefinetuneConfig(hidden_weight=2.0, hidden_layers=layers)
+        trainer = _distillation_trainer(student, teacher, cfg, tmp_path)
+        student.train()
+        with torch.no_grad():
+            losses[layers] = trainer.compute_loss(student, inputs).item()
+    student.eval()
+    without = _distillation_trainer(student, teacher, RefinetuneConfig(), tmp_path)
+    with torch.no_grad():
+        base = without.compute_loss(student, inputs).item()
+    mse = {t: torch.nn.functional.mse_loss(hidden[1], targets[t + 1]).item() for t in (0, 1)}
+    assert losses[()] == pytest.approx(base + 2.0 * mse[0], rel=1e-4)  # default: the layer it was copied from
+    assert losses[(0,)] == pytest.approx(losses[()], rel=1e-6)
+    assert losses[(1,)] == pytest.approx(base + 2.0 * mse[1], rel=1e-4) and mse[1] != pytest.approx(mse[0], rel=0.1)
+
+
+@pytest.mark.parametrize(("layers", "message"), [
+    ((0, 1), "refinetune.hidden_layers lists 2 teacher layers for a student of 1; give one per student layer"),
+    ((2,), "refinetune.hidden_layers names layer 2, but the teacher has 2 (0 to 1)"),
+])
+def test_a_layer_map_that_does_not_fit_is_one_line(layers, message):
+    from prunequant.training import hidden_layer_map
+
+    with pytest.raises(PrunequantError, match=re.escape(message)):
+        hidden_layer_map(RefinetuneConfig(hidden_weight=1.0, hidden_layers=layers), [0], 1, 2)
+    assert hidden_layer_map(RefinetuneConfig(hidden_weight=1.0, hidden_layers=(1, 3)), [0, 2], 2, 4) == [1, 3]
+    assert hidden_layer_map(RefinetuneConfig(hidden_weight=1.0), [0, 2], 2, 4) == [0, 2]
+
+
+def test_transfer_sentences_teach_what_the_labelled_rows_lack(tiny_model_dir):
+    """The labelled rows hold two of the twelve sentiment words, the unlabelled transfer sentences all of them:
+    with the transfer set the student learns every word from the teacher; without it, it cannot."""
+    set_seed(0)
+    teacher, _ = run(tiny_model_dir)
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    # alpha 1: the teacher's logits are the only target, for the labelled rows too (batches of transfer
+    # sentences alone still run through the labels' term, multiplied by 0: a NaN there would show).
+    cfg = RefinetuneConfig(epochs=10, learning_rate=1e-2, batch_size=16, warmup_ratio=0.0, logging_steps=5,
+                           alpha=1.0, temperature=2.0, precision="fp32")
+    frame = tiny_frame(40)
+    few = frame[frame["text"].str.contains("great|awful")]
+    accuracy = {}
+    for transfer in (frame[["text"]], None):
+        set_seed(0)
+        student = drop_layers(teacher, [1])
+        for param in student.parameters():  # from scratch-ish: what it knows, it learns here
+            param.data.normal_(0, 0.02)
+        accuracy[transfer is not None] = finetune(student, tokenizer, few, frame, cfg, seed=0, max_seq_length=16,
+                                                  teacher=teacher, transfer=transfer)["accuracy"]
+    assert accuracy[True] > 0.9 and accuracy[False] < 0.75
+
+
+def test_transfer_sentences_need_distillation(tiny_model_dir):
+    model = load_classifier(str(tiny_model_dir))
+    with pytest.raises(PrunequantError, match="set refinetune.distill: true, or refinetune.transfer: null"):
+        finetune(model, load_tokenizer(str(tiny_model_dir)), tiny_frame(4), tiny_frame(4),
+                 RefinetuneConfig(epochs=1, distill=False), seed=0, max_seq_length=16, teacher=model,
+                 transfer=tiny_frame(4)[["text"]])

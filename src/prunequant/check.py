@@ -25,7 +25,7 @@ from prunequant.quantization import QuantizeConfig
 from prunequant.quantization.every import every_scheme
 from prunequant.report import ReportConfig
 from prunequant.sensitivity import SensitivityConfig
-from prunequant.training import FinetuneConfig, RefinetuneConfig
+from prunequant.recipe import FinetuneConfig, RefinetuneConfig
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ import torch
 from transformers import TrainerCallback
 
 from prunequant.splits import PAIR_COLUMN
-from prunequant.training import FinetuneConfig, is_main_process, world_size
+from prunequant.recipe import FinetuneConfig
+from prunequant.training import is_main_process, world_size
 
 COMPLETE = "prunequant-complete"  # written into a checkpoint folder once the Trainer has saved all of it
 

@@ -12,9 +12,7 @@ import math
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -27,73 +25,10 @@ from transformers import (
     TrainingArguments,
 )
 
-from prunequant.accelerator import PRECISIONS, training_precision
+from prunequant.accelerator import training_precision
 from prunequant.errors import PrunequantError
-from prunequant.params import require, require_choice
+from prunequant.recipe import FinetuneConfig, RefinetuneConfig
 from prunequant.splits import PAIR_COLUMN
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Fine-tuning hyper-parameters (passed to transformers.TrainingArguments)."""
-
-    epochs: float = 3.0
-    learning_rate: float = 5e-5
-    batch_size: int = 32
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    logging_steps: int = 20
-    checkpoint_steps: int = 200  # optimizer steps between checkpoints a killed run resumes from; 0: none
-    processes: int = 1  # > 1: `accelerate launch` runs that many (one per GPU; gloo on CPU without CUDA)
-    precision: str = "auto"  # auto, fp32, bf16 or fp16 (CUDA only): see prunequant.accelerator.training_precision
-
-    section: ClassVar[str] = "finetune"  # the params.yaml section, for error messages
-
-    def __post_init__(self) -> None:
-        require(self.epochs > 0, f"{self.section}.epochs", f"must be > 0, got {self.epochs}")
-        require(
-            0 < self.learning_rate < 1,
-            f"{self.section}.learning_rate",
-            f"must be in (0, 1), got {self.learning_rate}",
-        )
-        require(self.batch_size >= 1, f"{self.section}.batch_size", f"must be >= 1, got {self.batch_size}")
-        require(
-            self.weight_decay >= 0, f"{self.section}.weight_decay", f"must be >= 0, got {self.weight_decay}"
-        )
-        require(
-            0 <= self.warmup_ratio < 1,
-            f"{self.section}.warmup_ratio",
-            f"must be in [0, 1), got {self.warmup_ratio}",
-        )
-        require(
-            self.logging_steps >= 1, f"{self.section}.logging_steps", f"must be >= 1, got {self.logging_steps}"
-        )
-        require(self.checkpoint_steps >= 0, f"{self.section}.checkpoint_steps",
-                f"must be >= 0 (0: no checkpoints), got {self.checkpoint_steps}")
-        require(self.processes >= 1, f"{self.section}.processes", f"must be >= 1, got {self.processes}")
-        require_choice(self.precision, PRECISIONS, f"{self.section}.precision")
-        require(self.batch_size % self.processes == 0, f"{self.section}.batch_size",
-                f"({self.batch_size}) must divide evenly over {self.section}.processes ({self.processes}); "
-                f"set it to a multiple of {self.processes}")
-
-
-@dataclass(frozen=True)
-class RefinetuneConfig(FinetuneConfig):
-    """Fine-tuning the pruned model again, optionally distilled from the fine-tuned baseline."""
-
-    learning_rate: float = 1e-4  # twice finetune's: chosen on validation accuracy for 6 -> 3 (README)
-    distill: bool = True
-    temperature: float = 2.0
-    alpha: float = 0.5  # weight of the soft-label loss; 1 - alpha goes to the hard labels
-    hidden_weight: float = 0.0  # weight of matching kept layers' hidden states (MSE); 0 = off
-
-    section: ClassVar[str] = "refinetune"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(self.temperature > 0, "refinetune.temperature", f"must be > 0, got {self.temperature}")
-        require(0 <= self.alpha <= 1, "refinetune.alpha", f"must be in [0, 1], got {self.alpha}")
-        require(self.hidden_weight >= 0, "refinetune.hidden_weight", f"must be >= 0, got {self.hidden_weight}")
 
 
 def tokenize(frame: pd.DataFrame, tokenizer, max_seq_length: int):
@@ -164,26 +99,54 @@ class StopOnNonFiniteLoss(TrainerCallback):
             )
 
 
+UNLABELLED = -100  # the label of a transfer sentence: the teacher's soft logits are its only target
+
+
+def hidden_layer_map(cfg: RefinetuneConfig, kept_layers: list[int] | None, student_layers: int,
+                     teacher_layers: int) -> list[int]:
+    """The teacher layer whose output each student layer's output is matched to (``refinetune.hidden_layers``,
+    or by default the layer each student layer was copied from)."""
+    if cfg.hidden_layers:
+        layers = list(cfg.hidden_layers)
+        if len(layers) != student_layers:
+            raise PrunequantError(
+                f"params.yaml: refinetune.hidden_layers lists {len(layers)} teacher layers for a student of "
+                f"{student_layers}; give one per student layer, or [] for the layers each was copied from"
+            )
+        if max(layers) >= teacher_layers:
+            raise PrunequantError(
+                f"params.yaml: refinetune.hidden_layers names layer {max(layers)}, but the teacher has "
+                f"{teacher_layers} (0 to {teacher_layers - 1})"
+            )
+        return layers
+    if not kept_layers:
+        raise PrunequantError(
+            "refinetune.hidden_weight > 0 needs a model pruned by prunequant (config.pruned_from_layers "
+            "maps its layers to the teacher's) or an explicit refinetune.hidden_layers; or set "
+            "refinetune.hidden_weight: 0"
+        )
+    return list(kept_layers)
+
+
 class DistillationTrainer(Trainer):
     """Trainer whose loss mixes the hard labels with a teacher's soft logits (and hidden states).
 
     loss = alpha * T² * KL(teacher_T || student_T) + (1 - alpha) * CE(labels)
-           + hidden_weight * mean MSE(student layer j, teacher layer kept_layers[j])
+           + hidden_weight * mean MSE(student layer j, teacher layer layer_map[j])
+
+    Rows labelled :data:`UNLABELLED` (the transfer set) count in the soft and hidden terms only; the labels'
+    term averages over the labelled rows of the batch (none: it is left out).
     """
 
-    def __init__(self, *args, teacher, distill: RefinetuneConfig, kept_layers: list[int] | None = None, **kwargs):
-        if distill.hidden_weight > 0 and not kept_layers:
-            raise PrunequantError(
-                "refinetune.hidden_weight > 0 needs a model pruned by prunequant (config.pruned_from_layers "
-                "maps its layers to the teacher's); set refinetune.hidden_weight: 0"
-            )
+    def __init__(self, *args, teacher, distill: RefinetuneConfig, layer_map: list[int] | None = None, **kwargs):
+        """``layer_map``: :func:`hidden_layer_map`'s, needed when ``distill.hidden_weight > 0``."""
         super().__init__(*args, **kwargs)
         self.teacher = teacher.to(self.args.device).eval()
         self.distill = distill
-        self.kept_layers = kept_layers
+        self.layer_map = layer_map if distill.hidden_weight > 0 else None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        match_hidden = self.distill.hidden_weight > 0 and model.training
+        match_hidden = self.layer_map is not None and model.training
         outputs = model(**inputs, output_hidden_states=match_hidden)
         with torch.no_grad():
             teacher_inputs = {k: v for k, v in inputs.items() if k != "labels"}
@@ -194,15 +157,26 @@ class DistillationTrainer(Trainer):
             F.softmax(teacher_out.logits / t, dim=-1),
             reduction="batchmean",
         ) * (t * t)
-        loss = self.distill.alpha * soft + (1 - self.distill.alpha) * outputs.loss
+        loss = self.distill.alpha * soft
+        # The model's own cross-entropy skips UNLABELLED rows (its ignore_index); a batch of transfer
+        # sentences alone has no labelled row, and its cross-entropy (0/0) is left out.
+        if (inputs["labels"] != UNLABELLED).any():
+            loss = loss + (1 - self.distill.alpha) * outputs.loss
         if match_hidden:
             # hidden_states[0] is the embedding output; [j + 1] the output of layer j.
-            pairs = [(j + 1, teacher_layer + 1) for j, teacher_layer in enumerate(self.kept_layers)]
             mse = torch.stack([
-                F.mse_loss(outputs.hidden_states[s], teacher_out.hidden_states[t_]) for s, t_ in pairs
+                F.mse_loss(outputs.hidden_states[j + 1], teacher_out.hidden_states[teacher_layer + 1])
+                for j, teacher_layer in enumerate(self.layer_map)
             ]).mean()
             loss = loss + self.distill.hidden_weight * mse
         return (loss, outputs) if return_outputs else loss
+
+
+def with_transfer(train: pd.DataFrame, transfer: pd.DataFrame | None) -> pd.DataFrame:
+    """The training rows followed by the transfer sentences, labelled :data:`UNLABELLED`."""
+    if transfer is None or transfer.empty:
+        return train
+    return pd.concat([train, transfer[["text"]].assign(label=UNLABELLED)], ignore_index=True)
 
 
 def finetune(
@@ -217,17 +191,30 @@ def finetune(
     live_dir: str | os.PathLike | None = None,
     teacher=None,
     kept_layers: list[int] | None = None,
+    transfer: pd.DataFrame | None = None,
     checkpoints=None,
 ) -> dict[str, float]:
     """Fine-tune ``model`` in place on ``train``; return the final validation metrics.
 
     With a ``teacher`` and a :class:`RefinetuneConfig` whose ``distill`` is on, the loss is distilled
-    from the teacher; ``kept_layers`` maps the student's layers to the teacher's for hidden states.
+    from the teacher; ``kept_layers`` maps the student's layers to the teacher's for hidden states, and the
+    sentences of ``transfer`` (a ``text`` column) join the training rows with the teacher's logits as their only
+    target (:func:`with_transfer`).
     With ``checkpoints`` (a :class:`prunequant.checkpoints.Checkpoints`, which the training stages pass), the
     run saves a checkpoint every ``cfg.checkpoint_steps`` optimizer steps and resumes from the last complete
     one left by an interrupted run with the same inputs; without, it keeps nothing (int8-qat's short run).
     """
     distill = isinstance(cfg, RefinetuneConfig) and cfg.distill and teacher is not None
+    if transfer is not None and not transfer.empty:
+        if not distill:
+            raise PrunequantError(
+                f"{cfg.section}: the transfer set's sentences have no labels and are learnt from the teacher "
+                "alone; set refinetune.distill: true, or refinetune.transfer: null"
+            )
+        train = with_transfer(train, transfer)
+    layer_map = None
+    if distill and cfg.hidden_weight > 0:  # checked before anything is written
+        layer_map = hidden_layer_map(cfg, kept_layers, model.config.num_hidden_layers, teacher.config.num_hidden_layers)
     if cfg.batch_size % world_size():
         raise PrunequantError(
             f"params.yaml: {cfg.section}.batch_size ({cfg.batch_size}) must divide evenly over "
@@ -281,7 +268,7 @@ def finetune(
     trainer_class, extra = Trainer, {}
     if distill:
         trainer_class = DistillationTrainer
-        extra = {"teacher": teacher, "distill": cfg, "kept_layers": kept_layers}
+        extra = {"teacher": teacher, "distill": cfg, "layer_map": layer_map}
     trainer = trainer_class(
         **extra,
         model=model,

@@ -80,7 +80,8 @@ def _build(source: Path, out: Path, settings: QatSettings, context: BuildContext
     from prunequant.errors import PrunequantError
     from prunequant.modeling import load_classifier, load_tokenizer
     from prunequant.splits import inputs_frame
-    from prunequant.training import RefinetuneConfig, finetune
+    from prunequant.recipe import RefinetuneConfig
+    from prunequant.training import finetune
 
     count = settings.train_samples or len(context.train_texts)
     train = inputs_frame(context.train_texts[:count], context.train_labels[:count])

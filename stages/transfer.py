@@ -1,0 +1,32 @@
+"""transfer: the unlabelled sentences the pruned students learn from the teacher alone (refinetune.transfer)."""
+
+from pathlib import Path
+
+import click
+
+from prunequant.errors import StageCommand
+from prunequant.io import write_json
+from prunequant.params import BaseConfig, load
+from prunequant.recipe import RefinetuneConfig
+from prunequant.splits import SPLITS, load_split
+from prunequant.transfer import build_transfer, save_transfer
+
+
+@click.command(cls=StageCommand)
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, help="Prepared data folder.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the sentences.")
+@click.option("--metrics", type=click.Path(path_type=Path), required=True, help="JSON file for the counts.")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
+def main(data_dir: Path, out_dir: Path, metrics: Path, params_path: str) -> None:
+    """Write <out>/transfer.parquet (a text column; no rows with refinetune.transfer: null)."""
+    params = load(params_path, base=BaseConfig, refinetune=RefinetuneConfig)
+    cfg = params.refinetune
+    prepared = {split: load_split(data_dir, split) for split in SPLITS}
+    frame, summary = build_transfer(cfg.transfer, prepared, cfg.transfer_samples, params.base.seed)
+    save_transfer(frame, out_dir)
+    write_json(metrics, summary)
+    click.echo(f"transfer: {summary['sentences']} sentences from {cfg.transfer or 'nothing (refinetune.transfer: null)'} -> {out_dir}")
+
+
+if __name__ == "__main__":
+    main()
