@@ -22,8 +22,8 @@ def one_run(precision: str, steps: int, data: Path) -> float:
     import transformers
 
     from prunequant.modeling import load_classifier, load_tokenizer
-    from prunequant.splits import load_split
     from prunequant.recipe import FinetuneConfig
+    from prunequant.splits import load_split
     from prunequant.training import finetune
 
     transformers.logging.set_verbosity_error()
