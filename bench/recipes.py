@@ -27,7 +27,7 @@ RECIPES: list[tuple[str, int, tuple[str, ...]]] = [  # experiment name, layers k
     ("transfer-4k-hidden-uniform-3", 3, (*TRANSFER, "refinetune.transfer_samples=4000", "refinetune.hidden_weight=1",
                                          "refinetune.hidden_layers=[1,3,5]")),
     ("logits-2", 2, ("prune.keep_layers=[4,3,2]",)),
-    ("transfer-4k-2", 2, ("prune.keep_layers=[4,3,2]", *TRANSFER, "refinetune.transfer_samples=4000")),
+    ("transfer-2k-2", 2, ("prune.keep_layers=[4,3,2]", *TRANSFER, "refinetune.transfer_samples=2000")),
 ]
 OUT = Path("metrics/recipes.csv")
 
@@ -70,7 +70,8 @@ def _file(data: dict, kind: str, path: str) -> dict:
 @main.command()
 def table() -> None:
     """Write metrics/recipes.csv (one row per recipe and split) and print the markdown table."""
-    experiments = _experiments(json.loads(dvc("exp", "show", "--json").stdout))
+    # The experiments hang off the commit they ran on: look ten commits back, so later commits still find them.
+    experiments = _experiments(json.loads(dvc("exp", "show", "--json", "-n", "10").stdout))
     rows = []
     for name, keep, settings in RECIPES:
         if name not in experiments:

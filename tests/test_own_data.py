@@ -44,7 +44,7 @@ def _reproduce_own(root):
         finetune={"epochs": 10, "learning_rate": 3.0e-3, "batch_size": 16, "logging_steps": 2, "warmup_ratio": 0.0},
         prune={"keep_layers": [1]},
         refinetune={"epochs": 4, "learning_rate": 3.0e-3, "batch_size": 16, "logging_steps": 2, "warmup_ratio": 0.0,
-                    "hidden_weight": 1.0},
+                    "hidden_weight": 1.0, "transfer": None},  # a transfer set is single sentences; these are pairs
         quantize={"schemes": by_family("int8-dynamic", "onnx-int8-static")},
     )
     result = sh("dvc", "repro", cwd=repo)

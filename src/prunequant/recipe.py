@@ -69,7 +69,7 @@ class RefinetuneConfig(FinetuneConfig):
     # Unlabelled sentences the teacher labels during distillation: None (none), or a data set (a name from
     # data.DATASETS, a Hub name, a .csv/.parquet file) whose texts the transfer stage splits into sentences.
     transfer: str | None = None
-    transfer_samples: int = 4000  # how many of its sentences (drawn with base.seed)
+    transfer_samples: int = 2000  # how many of its sentences (drawn with base.seed)
 
     section: ClassVar[str] = "refinetune"
 
