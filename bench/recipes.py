@@ -17,16 +17,18 @@ from pathlib import Path
 
 import click
 import pandas as pd
+import yaml
 
 TRANSFER = ("refinetune.transfer=imdb",)
+NO_TRANSFER = ("refinetune.transfer=null",)
 RECIPES: list[tuple[str, int, tuple[str, ...]]] = [  # experiment name, layers kept, params set
-    ("logits-3", 3, ()),  # the default recipe: the labels and the teacher's logits
+    ("logits-3", 3, NO_TRANSFER),  # the labels and the teacher's logits
     ("transfer-2k-3", 3, (*TRANSFER, "refinetune.transfer_samples=2000")),
     ("transfer-4k-3", 3, (*TRANSFER, "refinetune.transfer_samples=4000")),
     ("transfer-4k-hidden-3", 3, (*TRANSFER, "refinetune.transfer_samples=4000", "refinetune.hidden_weight=1")),
     ("transfer-4k-hidden-uniform-3", 3, (*TRANSFER, "refinetune.transfer_samples=4000", "refinetune.hidden_weight=1",
                                          "refinetune.hidden_layers=[1,3,5]")),
-    ("logits-2", 2, ("prune.keep_layers=[4,3,2]",)),
+    ("logits-2", 2, ("prune.keep_layers=[4,3,2]", *NO_TRANSFER)),
     ("transfer-2k-2", 2, ("prune.keep_layers=[4,3,2]", *TRANSFER, "refinetune.transfer_samples=2000")),
 ]
 OUT = Path("metrics/recipes.csv")
@@ -67,6 +69,18 @@ def _file(data: dict, kind: str, path: str) -> dict:
     return ((data.get(kind) or {}).get(path) or {}).get("data") or {}
 
 
+def _check_settings(name: str, data: dict, settings: tuple[str, ...]) -> None:
+    """Each ``key=value`` of the recipe is what the experiment ran with (so the table never mislabels a run)."""
+    params = _file(data, "params", "params.yaml")
+    for setting in settings:
+        key, value = setting.split("=", 1)
+        found = params
+        for part in key.split("."):
+            found = (found or {}).get(part)
+        if found != yaml.safe_load(value):
+            sys.exit(f"error: experiment {name!r} ran with {key}={found!r}, not {value}; rerun `python bench/recipes.py run`")
+
+
 @main.command()
 def table() -> None:
     """Write metrics/recipes.csv (one row per recipe and split) and print the markdown table."""
@@ -77,12 +91,13 @@ def table() -> None:
         if name not in experiments:
             sys.exit(f"error: no experiment {name!r}; run `python bench/recipes.py run` and wait for the queue")
         data = experiments[name]
+        _check_settings(name, data, settings)
         evaluation = _file(data, "metrics", f"metrics/evaluate/pruned-{keep}-fp32.json")
         training = _file(data, "metrics", f"metrics/refinetune/pruned-{keep}/metrics.json")
         for split in ("validation", "test"):
             scores = evaluation[split]
             rows.append({
-                "recipe": name, "layers": keep, "settings": " ".join(settings) or "(default)", "split": split,
+                "recipe": name, "layers": keep, "settings": " ".join(settings), "split": split,
                 "accuracy": scores["accuracy"], "accuracy_ci_low": scores["accuracy_ci_low"],
                 "accuracy_ci_high": scores["accuracy_ci_high"], "accuracy_delta": scores["accuracy_delta"],
                 "mcnemar_p": scores["mcnemar_p"], "train_seconds": training["train"]["runtime"],

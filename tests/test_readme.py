@@ -55,3 +55,39 @@ def test_the_readme_is_a_short_guide_whose_links_resolve():
                 assert (page.parent / path).exists(), f"{page.name} links to {target}, which is not there"
             elif page.name == "README.md":
                 assert anchor in headings, f"README.md links to #{anchor}, which is no heading"
+
+
+NUMBER = re.compile(r"[-−+]?\d+(?:\.\d+)?")
+
+
+def _numbers(cells: list[str]) -> list[float]:
+    return [float(n.replace("−", "-")) for cell in cells for n in NUMBER.findall(cell.replace(",", ""))]
+
+
+def test_the_recipe_tables_are_metrics_recipes_csv():
+    """docs/pruning.md's ablation table and the README's excerpt quote `python bench/recipes.py table`'s file."""
+    import io
+
+    import pandas as pd
+
+    frame = pd.read_csv(io.StringIO(committed("metrics/recipes.csv")))
+    scores = {(row.recipe, row.split): row for row in frame.itertuples()}
+
+    def expected(name: str) -> tuple:
+        val, test = scores[(name, "validation")], scores[(name, "test")]
+        return (round(100 * val.accuracy, 2), round(100 * val.accuracy_delta, 2), round(100 * test.accuracy, 2),
+                round(100 * test.accuracy_ci_low, 2), round(100 * test.accuracy_ci_high, 2),
+                round(100 * test.accuracy_delta, 2), float(f"{test.mcnemar_p:.2g}"), round(test.train_seconds))
+
+    docs = [line for line in committed("docs/pruning.md").splitlines() if re.match(r"\| `(logits|transfer)-", line)]
+    assert {re.match(r"\| `([^`]+)`", line).group(1) for line in docs} == set(frame["recipe"])
+    for line in docs:
+        name = re.match(r"\| `([^`]+)`", line).group(1)
+        assert tuple(_numbers(line.split("|")[3:])) == pytest.approx(expected(name), abs=1e-9), line
+    readme = [line for line in committed("README.md").splitlines() if re.match(r"\| [23] \| ", line)]
+    assert len(readme) == 4
+    for line in readme:
+        cells = line.split("|")
+        name = f"{'transfer-2k' if 'transfer' in cells[2] else 'logits'}-{cells[1].strip()}"
+        val, val_delta, test, low, high, delta, p, _ = expected(name)
+        assert tuple(_numbers(cells[3:])) == pytest.approx((test, low, high, delta, p, val), abs=1e-9), line
