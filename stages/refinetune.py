@@ -4,16 +4,16 @@ import dataclasses
 from pathlib import Path
 
 import click
+import pandas as pd
 
 from prunequant.checkpoints import Checkpoints
-from prunequant.errors import StageCommand
+from prunequant.errors import PrunequantError, StageCommand
 from prunequant.launch import relaunch
 from prunequant.modeling import load_classifier, load_tokenizer, save_classifier
 from prunequant.params import BaseConfig, load
 from prunequant.recipe import RefinetuneConfig
 from prunequant.splits import load_split
 from prunequant.training import finetune, is_main_process
-from prunequant.transfer import load_transfer
 
 
 @click.command(cls=StageCommand)
@@ -21,14 +21,14 @@ from prunequant.transfer import load_transfer
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="Pruned model folder.")
 @click.option("--teacher", "teacher_dir", type=click.Path(path_type=Path), required=True,
               help="Fine-tuned baseline folder (the teacher when refinetune.distill is on).")
-@click.option("--transfer", "transfer_dir", type=click.Path(path_type=Path), required=True,
-              help="Transfer-set folder (the transfer stage's; empty with refinetune.transfer: null).")
+@click.option("--transfer", "transfer_path", type=click.Path(path_type=Path), required=True,
+              help="The transfer stage's Parquet file of unlabelled sentences (no rows with refinetune.transfer: null).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the model.")
 @click.option("--live", "live_dir", type=click.Path(path_type=Path), required=True, help="DVCLive folder.")
 @click.option("--distill/--no-distill", default=None,
               help="Override refinetune.distill (make compare-strategies runs both).")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
-def main(data_dir: Path, model_dir: Path, teacher_dir: Path, transfer_dir: Path, out_dir: Path, live_dir: Path,
+def main(data_dir: Path, model_dir: Path, teacher_dir: Path, transfer_path: Path, out_dir: Path, live_dir: Path,
          distill: bool | None, params_path: str) -> None:
     """Write the re-finetuned save_pretrained folder to <out>."""
     params = load(params_path, base=BaseConfig, refinetune=RefinetuneConfig)
@@ -37,7 +37,9 @@ def main(data_dir: Path, model_dir: Path, teacher_dir: Path, transfer_dir: Path,
         cfg = dataclasses.replace(cfg, distill=distill)
     train, validation = load_split(data_dir, "train"), load_split(data_dir, "validation")
     # Transfer sentences have no labels: they are learnt from the teacher's logits, so only with distillation.
-    transfer = load_transfer(transfer_dir) if cfg.distill else None
+    if not transfer_path.is_file():
+        raise PrunequantError(f"{transfer_path}: transfer set not found; run `dvc repro transfer` first")
+    transfer = pd.read_parquet(transfer_path) if cfg.distill else None
 
     from transformers import set_seed
 

@@ -127,7 +127,7 @@ def _nan_model(case: Path) -> None:
 def _empty_transfer(case: Path) -> None:
     from prunequant.transfer import save_transfer
 
-    save_transfer(pd.DataFrame({"text": pd.Series(dtype=str)}), case / "transfer")
+    save_transfer(pd.DataFrame({"text": pd.Series(dtype=str)}), case / "transfer.parquet")
 
 
 def _read_only(case: Path) -> None:
@@ -224,16 +224,16 @@ CASES = {
         outputs=("prepared",)),
     "missing-data-file": Case("prepare", PREPARE, "base.data: file 'nowhere.csv' not found",
                               {"base": {"data": "nowhere.csv"}}, outputs=("prepared",)),
-    "unknown-transfer-set": Case("transfer", ("--data", "data/prepared", "--out", "{case}/transfer",
+    "unknown-transfer-set": Case("transfer", ("--data", "data/prepared", "--out", "{case}/transfer.parquet",
                                              "--metrics", "{case}/m.json"),
                                  "refinetune.transfer: unknown data set 'imbd' (did you mean 'imdb'?)",
-                                 {"refinetune": {"transfer": "imbd"}}, outputs=("transfer", "m.json")),
+                                 {"refinetune": {"transfer": "imbd"}}, outputs=("transfer.parquet", "m.json")),
     "transfer-not-built": Case("refinetune", ("--data", "data/prepared", "--model", "models/baseline", "--teacher",
-                                              "models/baseline", "--transfer", "{case}/none", *FINETUNE[2:]),
+                                              "models/baseline", "--transfer", "{case}/none.parquet", *FINETUNE[2:]),
                                "transfer set not found; run `dvc repro transfer` first", outputs=("model", "live")),
     "hidden-layers-not-one-per-layer": Case(
         "refinetune", ("--data", "data/prepared", "--model", "models/baseline", "--teacher", "models/baseline",
-                       "--transfer", "{case}/transfer", *FINETUNE[2:]),
+                       "--transfer", "{case}/transfer.parquet", *FINETUNE[2:]),
         "refinetune.hidden_layers lists 3 teacher layers for a student of 2; give one per student layer",
         {"refinetune": {"hidden_weight": 0.1, "hidden_layers": [0, 1, 1]}}, _empty_transfer, outputs=("model", "live")),
     "data-not-prepared": Case("finetune", ("--data", "{case}/none", "--out", "{case}/model", "--live", "{case}/live"),

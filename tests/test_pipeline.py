@@ -127,7 +127,7 @@ def test_every_output_is_written(repo):
     assert (repo / "reports" / "sensitivity.png").stat().st_size > 5000
     assert "| block influence | `block-influence`, `pooling: cls` | [CLS] token | no |" in (
         repo / "reports" / "report.md").read_text()
-    transfer = pd.read_parquet(repo / "data" / "transfer" / "transfer.parquet")  # IMDb sentences the teacher labels
+    transfer = pd.read_parquet(repo / "data" / "transfer.parquet")  # IMDb sentences the teacher labels
     assert len(transfer) == 32 and json.loads((repo / "metrics" / "transfer.json").read_text())["sentences"] == 32
     prepared = pd.concat(pd.read_parquet(repo / "data" / "prepared" / f"{s}.parquet") for s in ("validation", "test"))
     assert not set(transfer["text"].map(normalise)) & set(prepared["text"].map(normalise))

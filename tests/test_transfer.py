@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from prunequant.errors import PrunequantError
-from prunequant.transfer import build_transfer, load_transfer, normalise, split_sentences
+from prunequant.transfer import build_transfer, normalise, split_sentences
 
 from .conftest import invoke_stage, make_workspace, tiny_frame
 
@@ -104,10 +104,10 @@ def test_the_stage_writes_the_sentences_and_their_counts(tmp_path, tiny_model_di
         "refinetune": {"transfer": "reviews.csv", "transfer_samples": 25}})
     pd.DataFrame({"text": reviews}).to_csv(workspace / "reviews.csv", index=False)
     assert invoke_stage(workspace, "prepare", "--out", "data", "--metrics", "prepare.json").exit_code == 0
-    result = invoke_stage(workspace, "transfer", "--data", "data", "--out", "transfer", "--metrics", "transfer.json")
+    result = invoke_stage(workspace, "transfer", "--data", "data", "--out", "transfer.parquet", "--metrics", "transfer.json")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.strip() == "transfer: 25 sentences from reviews.csv -> transfer"
-    frame = load_transfer(workspace / "transfer")
+    assert result.stdout.strip() == "transfer: 25 sentences from reviews.csv -> transfer.parquet"
+    frame = pd.read_parquet(workspace / "transfer.parquet")
     assert len(frame) == 25 and frame["text"].str.fullmatch(r"the (plot \d+ dragged|film \d+ shone)\.").all()
     assert json.loads((workspace / "transfer.json").read_text())["sentences"] == 25
     assert not set(frame["text"].map(normalise)) & set(tiny_frame(40)["text"].map(normalise))

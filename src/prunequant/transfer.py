@@ -18,10 +18,9 @@ import pandas as pd
 
 from prunequant.data import DATASETS, load_raw_splits
 from prunequant.errors import PrunequantError
-from prunequant.io import atomic_dir
+from prunequant.io import atomic_file
 from prunequant.splits import PAIR_COLUMN
 
-FILE = "transfer.parquet"  # in the transfer stage's folder
 LENGTH_QUANTILES = (0.05, 0.95)  # a transfer sentence is as long (in words) as 90% of the training sentences
 
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
@@ -95,14 +94,7 @@ def build_transfer(name: str | None, prepared: dict[str, pd.DataFrame], samples:
     return pd.DataFrame({"text": chosen.to_numpy()}), summary
 
 
-def save_transfer(frame: pd.DataFrame, out_dir: str | os.PathLike) -> None:
-    with atomic_dir(Path(out_dir)) as tmp:
-        frame.to_parquet(tmp / FILE, index=False)
-
-
-def load_transfer(folder: str | os.PathLike) -> pd.DataFrame:
-    """The transfer stage's sentences (a ``text`` frame; empty with ``refinetune.transfer: null``)."""
-    path = Path(folder) / FILE
-    if not path.is_file():
-        raise PrunequantError(f"{path}: transfer set not found; run `dvc repro transfer` first")
-    return pd.read_parquet(path)
+def save_transfer(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write the sentences to ``path`` (Parquet, a ``text`` column), atomically; the refinetune stage reads it."""
+    with atomic_file(Path(path)) as tmp:
+        frame.to_parquet(tmp, index=False)
