@@ -79,14 +79,14 @@ def _packaged_frame(source: str) -> pd.DataFrame:
     return frame[frame["source"] == source].reset_index(drop=True)
 
 
-def _hub_splits(args: tuple[str, ...], param: str) -> dict[str, pd.DataFrame]:
+def _hub_splits(args: tuple[str, ...], param: str, key: str) -> dict[str, pd.DataFrame]:
     import datasets
 
     try:
         loaded = datasets.load_dataset(*args)
     except (OSError, ConnectionError, ValueError) as exc:
         raise PrunequantError(
-            f"base.data: could not load {param!r} with datasets.load_dataset ({type(exc).__name__}: "
+            f"{key}: could not load {param!r} with datasets.load_dataset ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:120]}); without network use the offline default "
             f"'rotten_tomatoes', or set HF_HUB_OFFLINE=1 to fail fast"
         ) from exc
@@ -99,25 +99,25 @@ def _file_frame(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False)
 
 
-def load_raw_splits(name: str) -> tuple[dict[str, pd.DataFrame], DataSource | None]:
-    """Load every split the data set provides, as the source has them."""
+def load_raw_splits(name: str, key: str = "base.data") -> tuple[dict[str, pd.DataFrame], DataSource | None]:
+    """Load every split the data set provides, as the source has them; errors name the params ``key``."""
     if name in DATASETS:
         source = DATASETS[name]
         if source.packaged:
             return {"train": _packaged_frame(source.packaged)}, source
-        return _hub_splits(source.hub, name), source
+        return _hub_splits(source.hub, name, key), source
     path = Path(name)
     if path.suffix in (".csv", ".parquet"):
         if not path.is_file():
-            raise PrunequantError(f"base.data: file {name!r} not found; give a path relative to the repo")
+            raise PrunequantError(f"{key}: file {name!r} not found; give a path relative to the repo")
         return {"train": _file_frame(path)}, None
     if "/" not in name and ":" not in name:
         # A bare word that is no known name is most likely a typo, not a Hub data set.
         hint = did_you_mean(name, DATASETS)
         if hint:
-            raise PrunequantError(f"base.data: unknown data set {name!r}{hint}; known: {', '.join(DATASETS)}")
+            raise PrunequantError(f"{key}: unknown data set {name!r}{hint}; known: {', '.join(DATASETS)}")
     hub_args = tuple(name.split(":", 1))
-    return _hub_splits(hub_args, name), None
+    return _hub_splits(hub_args, name, key), None
 
 
 def _normalise(frame: pd.DataFrame, columns: dict[str, str | None], where: str) -> pd.DataFrame:

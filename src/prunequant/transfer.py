@@ -45,10 +45,7 @@ def _texts(name: str) -> pd.Series:
     if name in DATASETS and DATASETS[name].text_pair_column:
         raise PrunequantError(f"refinetune.transfer: {name!r} is a sentence-pair data set; name one of single "
                               "texts (e.g. imdb), or set refinetune.transfer: null")
-    try:
-        raw, source = load_raw_splits(name)
-    except PrunequantError as exc:
-        raise PrunequantError(str(exc).replace("base.data", "refinetune.transfer", 1)) from None
+    raw, source = load_raw_splits(name, key="refinetune.transfer")
     column = source.text_column if source else "text"
     missing = [split for split, frame in raw.items() if column not in frame.columns]
     if missing:
