@@ -226,6 +226,15 @@ def test_run_job_times_a_random_tiny_bert_on_cpu(precision, runtime):
     assert set(rows[0]) <= set(bench_table.COLUMNS) | {"note"}
 
 
+def test_peak_memory_is_never_negative_when_the_process_freed_memory_meanwhile(monkeypatch):
+    """The CPU figure is the resident set's growth since before loading: a worker that freed more than the artifact
+    took (seen once in a test worker: -9.6 MB) reports no growth, not less than none."""
+    monkeypatch.setattr(bench_worker, "peak_rss_mb", lambda: 1.0)  # far below any resident set before loading
+    target = bench.Target("bert-tiny", "fp32", "eager", "cpu", "bert-tiny", "bert-tiny", "random")
+    rows = bench_worker.run_job(job_for(target))
+    assert [row["peak_mem_mb"] for row in rows] == [0.0, 0.0]
+
+
 def test_run_job_gives_rows_with_a_reason_instead_of_crashing(tmp_path):
     target = bench.Target("baseline", "fp32", "eager", "cpu", "minilm-l6", str(tmp_path / "missing"))
     rows = bench_worker.run_job(job_for(target))

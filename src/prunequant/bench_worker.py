@@ -234,7 +234,9 @@ class Runner:
                 self.calls.pop(point, None)
                 out.append({"point": point, "note": self.failed[point]})
                 continue
-            peak = torch.cuda.max_memory_allocated() / 1e6 if self.cuda else peak_rss_mb() - self.rss_before
+            # On CPU, what the resident set grew by since before loading; memory the process freed meanwhile (the
+            # random-weight build, garbage) can leave it below that mark, which counts as no growth, never as less.
+            peak = torch.cuda.max_memory_allocated() / 1e6 if self.cuda else max(0.0, peak_rss_mb() - self.rss_before)
             out.append({"point": point, "times": times, "peak_mem_mb": peak})
         return out
 
