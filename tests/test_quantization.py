@@ -130,6 +130,17 @@ def test_build_save_reload_predict(name, built, reference, small_model_dir):
         assert weight_bytes(folder) <= max_share * weight_bytes(small_model_dir)
 
 
+@pytest.mark.parametrize("name", ["int8-dynamic", "torchao-int8-weight"])
+def test_rebuilding_gives_byte_identical_files(name, built, tmp_path):
+    """A rerun must not change a stage's output hash: safetensors writes a metadata dict in a per-process
+    hash order, so torchao's per-tensor metadata is saved as one sorted JSON string."""
+    scheme = SCHEMES[name]
+    scheme.build(built.source, tmp_path, scheme.settings(), CONTEXT)
+    first = built[name]
+    for path in tmp_path.iterdir():
+        assert path.read_bytes() == (first / path.name).read_bytes(), path.name
+
+
 def test_artifacts_reload_in_a_fresh_process(built):
     """What a user does: a new Python, the folder alone, the same predictions."""
     script = (

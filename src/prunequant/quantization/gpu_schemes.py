@@ -8,6 +8,7 @@ the others (torchao INT4, FP8) say "n/a: needs CUDA" and why.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +134,10 @@ for _kind, _name, _settings, _summary in (
 
 # torchao's safetensors layout (tensor subclasses flattened, with JSON metadata): only load_artifact reads it.
 TORCHAO_WEIGHTS = "model.torchao.safetensors"
+# torchao's per-tensor metadata is saved as one sorted JSON string under this key: safetensors writes a
+# metadata dict in hash order, which differs from process to process, so many keys would make the file
+# (and the stage's output hash) change on every rerun.
+TORCHAO_METADATA_KEY = "torchao"
 
 
 # ---- torchao ----------------------------------------------------------------------------------------
@@ -196,7 +201,11 @@ def _torchao_builder(name: str):
         _quantize_linears(model, name, settings)
         # torchao's own safetensors layout: plain tensors plus JSON metadata naming each tensor subclass.
         tensors, metadata = flatten_tensor_state_dict(model.state_dict())
-        save_file({k: v.contiguous() for k, v in tensors.items()}, out / TORCHAO_WEIGHTS, metadata=metadata)
+        save_file(
+            {k: v.contiguous() for k, v in tensors.items()},
+            out / TORCHAO_WEIGHTS,
+            metadata={TORCHAO_METADATA_KEY: json.dumps(metadata, sort_keys=True)},
+        )
         model.config.save_pretrained(out)
         _save_tokenizer(source, out)
 
@@ -222,7 +231,7 @@ def _torchao_loader(name: str):
         ).to(_device()).eval()
         _quantize_linears(skeleton, name, settings)  # the quantized tensor types, to be overwritten
         with safe_open(folder / TORCHAO_WEIGHTS, framework="pt") as handle:
-            metadata = handle.metadata()
+            metadata = json.loads(handle.metadata()[TORCHAO_METADATA_KEY])
         state, leftover = unflatten_tensor_state_dict(load_file(folder / TORCHAO_WEIGHTS, device=_device()), metadata)
         assert not leftover, f"unexpected tensors in {folder}: {sorted(leftover)[:3]}"
         skeleton.load_state_dict(state, assign=True)
