@@ -26,6 +26,53 @@ def test_the_repositorys_params_are_valid_as_a_whole():
     assert result.exit_code == 0 and "every section valid" in result.stdout, result.output
 
 
+
+def _leaves(section: dict, prefix: str = ""):
+    for key, value in section.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, f"{prefix}{key}.")
+        elif not isinstance(value, dict):
+            yield f"{prefix}{key}", value
+
+
+def _comments(text: str) -> list[str]:
+    return sorted(line.split("#", 1)[1].strip() for line in text.splitlines() if "#" in line)
+
+
+def test_dvc_exp_run_set_param_never_corrupts_params_yaml(tmp_path):
+    """`dvc exp run -S key=value` (and make exp, make quick, make repro NPROC=n) rewrites params.yaml through
+    ruamel.yaml. A comment on a list key's line makes a later `-S 'key=[]'` write invalid YAML ("mapping values are
+    not allowed here"): from the file as DVC first rewrites it, every single override must give valid YAML with
+    that one value changed and every comment kept."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text())
+    apply_overrides(str(path), ["base.seed=" + str(yaml.safe_load(path.read_text())["base"]["seed"])])
+    rewritten = path.read_text()
+    base = yaml.safe_load(rewritten)
+    broken = []
+    for key, value in _leaves(base):
+        for new in (["[]", f"[{value[0] if value else 1}]"] if isinstance(value, list) else
+                    ["5"] if value is None else ["null"]):
+            path.write_text(rewritten)
+            apply_overrides(str(path), [f"{key}={new}"])
+            try:
+                got = yaml.safe_load(path.read_text())
+            except yaml.YAMLError as error:
+                broken.append(f"-S '{key}={new}': invalid YAML ({str(error).splitlines()[0]})")
+                continue
+            expected = yaml.safe_load(rewritten)
+            *parents, leaf = key.split(".")
+            node = expected
+            for part in parents:
+                node = node[part]
+            node[leaf] = yaml.safe_load(new)
+            if got != expected or _comments(path.read_text()) != _comments(rewritten):
+                broken.append(f"-S '{key}={new}': changed other values or dropped a comment")
+    assert not broken, ("params.yaml: move a list's comment above its key (not on its line, not after the list): "
+                        + "; ".join(broken))
+
 def test_check_command_reports_a_bad_section_in_one_line_and_exit_1(tmp_path):
     (tmp_path / "params.yaml").write_text("fintune: {}\n")
     result = _check("params.yaml", tmp_path)
