@@ -200,6 +200,34 @@ def private_copy(repo: Path, dest: Path) -> Path:
     return dest
 
 
+def params_dict(**sections) -> dict:
+    """A complete params mapping the tests build themselves, never read from this checkout's params.yaml (which a
+    user edits, and `dvc exp run -S` rewrites): every section's dataclass defaults, every scheme listed with its
+    settings' defaults, then each of ``sections`` merged into its section."""
+    import dataclasses
+    import json
+
+    from prunequant.check import Params
+    from prunequant.quantization import SCHEME_FAMILY, get_scheme, parse_settings
+
+    raw = json.loads(json.dumps(dataclasses.asdict(Params())))  # tuples become lists, as in YAML
+    schemes = [name for name in SCHEME_FAMILY if name != "fp32"]
+    raw["quantize"] = {"schemes": by_family(*schemes), "settings": {
+        name: json.loads(json.dumps(dataclasses.asdict(parse_settings(get_scheme(name), None, name))))
+        for name in schemes}}
+    for section, values in sections.items():
+        raw[section].update(values)
+    return raw
+
+
+def write_params(path: Path, **sections) -> Path:
+    """:func:`params_dict` as a params.yaml file at ``path``."""
+    import yaml
+
+    path.write_text(yaml.safe_dump(params_dict(**sections), sort_keys=False))
+    return path
+
+
 def by_family(*names: str) -> dict[str, list[str]]:
     """``quantize.schemes`` listing just ``names``, each under its family (every family present)."""
     from prunequant.quantization import FAMILIES, SCHEME_FAMILY

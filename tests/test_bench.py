@@ -18,7 +18,7 @@ from prunequant.errors import PrunequantError
 from prunequant.quantization import write_manifest
 from prunequant.quantization.every import every_scheme
 
-from .conftest import by_family
+from .conftest import by_family, params_dict, write_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def _keep_torch_threads():
 
 
 def tiny_params(**bench_overrides):
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw = params_dict()
     raw["prune"]["keep_layers"] = [1]
     raw["quantize"]["schemes"] = by_family("int8-dynamic", "onnx-int8-dynamic", "fp16", "bnb-nf4", "int8-qat")
     raw["bench"].update({"warmup": 1, "runs": 4, "min_runs": 2, "max_seconds": 0.05, "batch_sizes": [1, 2],
@@ -261,7 +261,7 @@ def test_stage_times_random_shapes_and_writes_csv_machine_and_summary(tmp_path, 
 
     data = tmp_path / "prepared"
     save_splits({"train": frame, "validation": frame, "test": frame}, ("negative", "positive"), data)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = params_dict()
     params["quantize"]["schemes"] = by_family("onnx-int8-dynamic", "fp16")
     params["bench"].update({"warmup": 1, "runs": 3, "min_runs": 2, "max_seconds": 0.05, "batch_sizes": [1, 2],
                             "seq_lengths": [8], "batch_seq_length": 8, "shapes": ["bert-tiny", "bert-tiny:1"],
@@ -296,7 +296,7 @@ def test_bench_gpu_without_cuda_exits_0_and_keeps_the_previous_csv(tmp_path, mon
     stage = bench_stage()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out = tmp_path / "bench"
-    args = ["--device", "cuda", "--out", str(out), "--params", str(REPO / "params.yaml")]
+    args = ["--device", "cuda", "--out", str(out), "--params", str(write_params(tmp_path / "params.yaml"))]
     result = CliRunner().invoke(stage.main, args)
     assert result.exit_code == 0 and "no CUDA device" in result.output
     assert (out / "gpu.csv").read_text() == ",".join(bench_table.COLUMNS) + "\n"  # a header, no rows

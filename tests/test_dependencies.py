@@ -88,16 +88,18 @@ def test_stage_declares_every_path_it_reads(stage):
 
 
 def test_lock_files_hold_only_stages_that_exist():
-    """DVC keeps a renamed or removed stage's entry in dvc.lock; every no-op `dvc repro` then parses it twice."""
+    """DVC keeps a renamed or removed stage's entry in dvc.lock; every no-op `dvc repro` then parses it twice.
+    Compared by stage definition (the name before `@`), so a params change that fans a stage out differently
+    (prune.keep_layers, quantize.schemes: entries DVC keeps until the next repro) is not an error here."""
     import yaml
 
     for dvcfile in DVC_FILES:
         lock = REPO / dvcfile.replace("dvc.yaml", "dvc.lock")
         if not lock.exists():
             continue
-        names = {stage.name for stage in STAGES
-                 if Path(stage.dvcfile.path).resolve() == (REPO / dvcfile).resolve()}
-        stale = sorted(set(yaml.safe_load(lock.read_text())["stages"]) - names)
+        defined = set(yaml.safe_load((REPO / dvcfile).read_text())["stages"])
+        stale = sorted(name for name in yaml.safe_load(lock.read_text())["stages"]
+                       if name.split("@")[0] not in defined)
         assert not stale, f"{lock.relative_to(REPO)} holds entries of stages {dvcfile} no longer defines: {stale}"
 
 

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prunequant.check import params_from_dict
 from prunequant.errors import PrunequantError
 
-REPO = Path(__file__).resolve().parents[1]
-PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+from .conftest import params_dict
+
+PARAMS = params_dict()  # the tests' own complete params, not this checkout's params.yaml
 
 pytestmark = pytest.mark.bad_input
 

@@ -15,7 +15,7 @@ from prunequant.bench_table import COLUMNS as BENCH_COLUMNS
 from prunequant.evaluation import accuracy_ci, paired_test
 from prunequant.transfer import normalise
 
-from .conftest import by_family, declare_shared_build, private_copy, shared_build
+from .conftest import by_family, declare_shared_build, private_copy, shared_build, write_params
 
 REPO = Path(__file__).resolve().parents[1]
 MACHINE = "machine/dvc.yaml:machine"  # the accelerator check, always run by `dvc repro`
@@ -55,11 +55,8 @@ def _reproduce_tiny(root: Path) -> None:
     (repo / "metrics" / "bench").mkdir(parents=True)  # as on a machine where no benchmark has run yet
     for device in ("cpu", "gpu"):
         (repo / "metrics" / "bench" / f"{device}.csv").write_text(",".join(BENCH_COLUMNS) + "\n")
-    sh("git", "init", "-q", cwd=repo)
-    sh("git", "add", "-A", cwd=repo)
-    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init", cwd=repo)
-    set_params(
-        repo,
+    write_params(  # the tests' own params, whatever this checkout's params.yaml holds
+        repo / "params.yaml",
         base={"max_seq_length": 48},
         prepare={"max_train_samples": 64, "max_eval_samples": 40},
         finetune={"epochs": 1, "batch_size": 16, "logging_steps": 2},
@@ -68,6 +65,9 @@ def _reproduce_tiny(root: Path) -> None:
         # one CPU scheme, and a CUDA scheme with CPU kernels (scored on the CPU here, deployed on a GPU)
         quantize={"schemes": by_family("onnx-int8-dynamic", "bnb-nf4")},
     )
+    sh("git", "init", "-q", cwd=repo)
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init", cwd=repo)
     result = sh("dvc", "repro", cwd=repo)
     assert ran_stages(result.stdout) == sorted([
         "evaluate", "evaluate-pruned@4", "finetune", MACHINE, "prepare", "prune@4", "quantize-gpu-pruned@4-bnb-nf4",

@@ -15,6 +15,8 @@ from prunequant.check import params_from_dict
 from prunequant.errors import PrunequantError
 from prunequant.profiles import available, load_profile, merged, set_args
 
+from .conftest import params_dict
+
 REPO = Path(__file__).resolve().parents[1]
 HUB = [name for name in available() if name.startswith("bert-")]  # real models and data: need the Hub
 
@@ -25,7 +27,7 @@ def test_the_bert_profiles_exist():
 
 @pytest.mark.parametrize("name", HUB)
 def test_every_hub_profile_is_valid_params(name):
-    params = params_from_dict(merged(yaml.safe_load((REPO / "params.yaml").read_text()), load_profile(name)))
+    params = params_from_dict(merged(params_dict(), load_profile(name)))
     assert params.base.data == "glue/sst2"
     assert params.base.model in ("bert-base-uncased", "bert-large-uncased")
     full = {"bert-base-uncased": 12, "bert-large-uncased": 24}[params.base.model]
@@ -33,7 +35,7 @@ def test_every_hub_profile_is_valid_params(name):
 
 
 def test_the_quick_profile_is_valid_params_on_a_subset_of_the_offline_default():
-    params = params_from_dict(merged(yaml.safe_load((REPO / "params.yaml").read_text()), load_profile("quick")))
+    params = params_from_dict(merged(params_dict(), load_profile("quick")))
     assert (params.base.model, params.base.data) == ("minilm-l6", "rotten_tomatoes")  # runs offline
     assert params.prepare.max_train_samples <= 2048 and params.prepare.max_eval_samples <= 256
     assert params.quantize.names and "int8-qat" not in params.quantize.names  # a few schemes, no extra training
@@ -53,7 +55,7 @@ def test_unknown_profile_is_a_one_line_error():
 
 @pytest.mark.parametrize("name", HUB)
 def test_profile_stops_offline_at_the_first_hub_access_in_one_line(name, tmp_path):
-    params = merged(yaml.safe_load((REPO / "params.yaml").read_text()), load_profile(name))
+    params = merged(params_dict(), load_profile(name))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = subprocess.run(
         [sys.executable, str(REPO / "stages" / "prepare.py"), "--out", "data/prepared", "--metrics", "m.json"],

@@ -98,7 +98,7 @@ def _results_stage_module():
 
 
 @pytest.mark.parametrize("params", [
-    {},  # this checkout's params.yaml
+    {},  # the tests' complete params: every scheme, two pruned models, the code's strategies
     {"prune": {"keep_layers": [5, 2]}, "quantize": {"schemes": by_family("onnx-int8-dynamic", "fp16")},
      "compare": {"keep_layers": 2, "strategies": ["top"]}},
 ])
@@ -108,22 +108,18 @@ def test_the_results_stages_read_exactly_what_the_pipelines_define(tmp_path, par
     import subprocess
     import sys
 
-    import yaml
     from dvc.repo import Repo
 
     from prunequant.params import load
     from prunequant.pruning import CompareConfig, PruneConfig
     from prunequant.quantization import QuantizeConfig
 
-    from .conftest import DVC_FILES, REPO
+    from .conftest import DVC_FILES, REPO, write_params
 
-    for name in (*DVC_FILES, "params.yaml"):
+    for name in DVC_FILES:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, tmp_path / name)
-    values = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    for section, changes in params.items():
-        values[section].update(changes)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    write_params(tmp_path / "params.yaml", **params)
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
     repo = Repo(str(tmp_path))
     try:
