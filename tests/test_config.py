@@ -26,7 +26,6 @@ def test_the_repositorys_params_are_valid_as_a_whole():
     assert result.exit_code == 0 and "every section valid" in result.stdout, result.output
 
 
-
 def _leaves(section: dict, prefix: str = ""):
     for key, value in section.items():
         if isinstance(value, dict) and value:
@@ -72,6 +71,7 @@ def test_dvc_exp_run_set_param_never_corrupts_params_yaml(tmp_path):
                 broken.append(f"-S '{key}={new}': changed other values or dropped a comment")
     assert not broken, ("params.yaml: move a list's comment above its key (not on its line, not after the list): "
                         + "; ".join(broken))
+
 
 def test_check_command_reports_a_bad_section_in_one_line_and_exit_1(tmp_path):
     (tmp_path / "params.yaml").write_text("fintune: {}\n")
