@@ -6,6 +6,7 @@ import click
 
 from prunequant.errors import StageCommand
 from prunequant.evaluation import EvaluateConfig, save_predictions, score_splits
+from prunequant.fingerprint import folder_md5
 from prunequant.io import write_json
 from prunequant.sizes import model_size_mb
 from prunequant.modeling import load_classifier, load_tokenizer, num_layers, training_precision_of
@@ -37,6 +38,7 @@ def main(
         "trained_in": training_precision_of(model_dir),
         "device": "cpu",
         "size_mb": round(model_size_mb(model_dir), 3),
+        "artifact_md5": folder_md5(model_dir),  # the DVC hash of what was scored (dvc.lock has it too)
         "status": "ok",
         "measured_on": "cpu",
         "kernels": "torch-cpu",

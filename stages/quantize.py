@@ -12,6 +12,7 @@ from prunequant.evaluation import (
     save_predictions,
     score_splits,
 )
+from prunequant.fingerprint import folder_md5
 from prunequant.io import atomic_dir, write_json, write_text
 from prunequant.sizes import model_size_mb
 from prunequant.modelcard import model_card
@@ -96,6 +97,8 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
             scheme, settings, result, source=str(model_dir), source_size_mb=model_size_mb(model_dir),
             data=params.base.data, folder=str(out_dir), label_names=load_label_names(data_dir),
         ))
+    if not unavailable:  # the DVC hash of what was scored, so timings of another build of it show as stale
+        result["artifact_md5"] = folder_md5(out_dir)
     save_predictions(frames, predictions)
     write_json(metrics, result)
     if unavailable:

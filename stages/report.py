@@ -45,7 +45,7 @@ def main(results: Path, bench_dir: Path, out_dir: Path, recommendations: Path, s
                                       params.prune.keep_layers)
     choices = write_report(pd.read_csv(results), bench_dir, out_dir, params, study, estimators)
     for choice in choices:
-        click.echo(f"  {choice['target']}: {choice['variant'] or choice['text']}")
+        click.echo(f"  {choice.target.name}: {choice.variant or ' '.join(choice.reasons)}")
     write_json(recommendations, recommendation_metrics(choices))
     click.echo(f"report: {out_dir / 'report.md'}")
 

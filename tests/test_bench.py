@@ -100,8 +100,24 @@ def test_summarise_rounds():
     assert row["round_p50s_ms"] == "5.0000;2.0000;11.0000" and row["rounds"] == 3 and row["runs"] == 9
     assert row["throughput_per_s"] == 4000.0  # 8 sentences in the best round's 2 ms
     assert row["latency_ms_mean"] == round(57 / 9, 4)
-    # p90/p99 over every timed call (1, 2, 3, 4, 6, 8, 10, 11, 12), numpy's linear interpolation
-    assert (row["latency_ms_p90"], row["latency_ms_p99"]) == (11.2, 11.92)
+    # 9 calls: not one lies beyond a p90, so neither tail is claimed
+    assert pd.isna(row["latency_ms_p90"]) and pd.isna(row["latency_ms_p99"])
+
+
+def test_tail_percentiles_need_five_calls_beyond_them():
+    calls = [float(v) for v in range(1, 51)]  # 50 calls: 5 beyond the p90, half a call beyond the p99
+    assert timing.tail_percentile(calls, 90) == 45.1  # numpy's linear interpolation
+    assert pd.isna(timing.tail_percentile(calls, 99)) and pd.isna(timing.tail_percentile(calls[:49], 90))
+    assert timing.tail_percentile([1.0] * 500, 99) == 1.0
+
+
+def test_timed_calls_run_with_the_garbage_collector_paused():
+    import gc
+
+    seen = []
+    with timing.gc_paused():
+        seen.append(gc.isenabled())
+    assert seen == [False] and gc.isenabled()
 
 
 def test_each_round_times_the_targets_in_a_new_order():
@@ -122,7 +138,13 @@ def test_ratios_use_the_best_rounds_and_carry_the_per_round_range():
     row = bench_table.with_ratios(frame).set_index(["variant", "batch_size"]).loc[("pruned-3", 1)]
     assert row.ratio_fp32 == 0.5  # best over best: 2.5 / 5.0
     assert (row.ratio_fp32_low, row.ratio_fp32_high) == (0.4, 0.6)  # per round: 0.6, 0.4167, 0.4
-    frame.loc[frame.variant == "baseline", "round_p50s_ms"] = "5.0;10.0"  # rounds that do not pair up
+    # the reference timed in six rounds (two groups), pruned-3 in rounds 3 to 5: those pair up, and only those
+    at = (frame.variant == "baseline") & (frame.batch_size == 1)
+    frame.loc[at, ["round_p50s_ms", "round_ids"]] = ["1.0;1.0;1.0;5.0;6.0;10.0", "0;1;2;3;4;5"]
+    frame.loc[(frame.variant == "pruned-3") & (frame.batch_size == 1), "round_ids"] = "3;4;5"
+    row = bench_table.with_ratios(frame).set_index(["variant", "batch_size"]).loc[("pruned-3", 1)]
+    assert (row.ratio_fp32_low, row.ratio_fp32_high) == (0.4, 0.6)
+    frame.loc[at, ["round_p50s_ms", "round_ids"]] = ["5.0;10.0", "7;8"]  # rounds that do not pair up
     row = bench_table.with_ratios(frame).set_index(["variant", "batch_size"]).loc[("pruned-3", 1)]
     assert (row.ratio_fp32_low, row.ratio_fp32_high) == (0.25, 0.8)  # best / worst, worst / best
 
@@ -132,7 +154,7 @@ def crafted_rows():
         return {"variant": variant, "precision": precision, "runtime": runtime, "layers": layers, "device": "cpu",
                 "batch_size": batch, "seq_len": seq, "latency_ms_p50": p50, "latency_ms_p99": p50 * 1.5,
                 "throughput_per_s": 1000 * batch / p50, "peak_mem_mb": 100.0, "family": family, "note": "",
-                "round_p50s_ms": ""}
+                "round_p50s_ms": "", "round_ids": ""}
     return pd.DataFrame([
         row("baseline", "fp32", "eager", 6, 5.0), row("baseline", "fp32", "eager", 6, 50.0, batch=4, seq=64),
         row("pruned-3", "fp32", "eager", 3, 2.5),
@@ -206,7 +228,7 @@ def test_gpu_targets_run_each_torch_variant_in_every_runtime_and_skip_cpu_only_o
 
 def job_for(target, texts=("a fine , moving film .", "dull and tedious .")):
     return bench.Job(target=target, points=((1, 8), (2, 16)), texts=texts, warmup=1, runs=5, min_runs=3,
-                     max_seconds=0.05, threads=1, settings={}, seed=0)
+                     max_seconds=0.05, threads=1, settings={}, seed=0, settle_seconds=0.01)
 
 
 @pytest.mark.parametrize("precision, runtime", [
@@ -220,10 +242,51 @@ def test_run_job_times_a_random_tiny_bert_on_cpu(precision, runtime):
     for row in rows:
         assert row["note"] == "" and row["layers"] == 2 and row["weights"] == "random"
         assert 0 < row["latency_ms_best"] <= row["latency_ms_p50"] <= row["latency_ms_worst"]
-        assert row["latency_ms_p90"] <= row["latency_ms_p99"] and row["rounds"] == 2
+        assert row["rounds"] == 2 and row["round_ids"] == "0;1"
         assert 2 * 3 <= row["runs"] <= 2 * 5 and row["peak_mem_mb"] >= 0
         assert row["throughput_per_s"] == pytest.approx(1000 * row["batch_size"] / row["latency_ms_best"], rel=1e-3)
     assert set(rows[0]) <= set(bench_table.COLUMNS) | {"note"}
+    # one request end to end (tokenizer, runtime, label) at the first batch-1 point only: more than the call alone
+    assert rows[0]["e2e_ms_p50"] > 0 and "e2e_ms_p50" not in rows[1]
+    assert rows[0]["e2e_ms_best"] > rows[0]["latency_ms_best"] * 0.5
+
+
+def test_the_memory_plan_keeps_the_references_loaded_and_packs_the_rest_under_the_budget():
+    def target(variant, precision, runtime, size):
+        return bench.Target(variant, precision, runtime, "cpu", "minilm-l6", "", "trained", size_mb=size)
+
+    jobs = [job_for(t) for t in [
+        target("baseline", "fp32", "eager", 90), target("pruned-3", "fp32", "eager", 70),
+        target("baseline-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 23),
+        target("baseline-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime-fixed", 23),
+        target("pruned-3-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 18),
+        bench.Target("pruned-4-int8-dynamic", "int8-dynamic", "eager", "cpu", "minilm-l6", note="n/a: not built")]]
+    # estimates: 3 x size + 150 MB: references 420 + 219; the others 360, 219, 204
+    references, groups = bench_worker.plan_groups(jobs, budget_mb=639 + 430)
+    assert references == [0, 2] and groups == [[1], [3, 4]]  # 360 + 219 > 430; 219 + 204 fits
+    assert bench_worker.plan_groups(jobs, float("inf")) == ([0, 2], [[1, 3, 4]])
+    assert bench_worker.plan_groups(jobs, 100) == ([0, 2], [[1], [3], [4]])  # too small: one at a time
+    assert jobs[0].target.is_reference() and not jobs[3].target.is_reference()
+    shape = bench.Target("bert-base-uncased:8", "fp32", "eager", "cpu", "bert-base-uncased", "bert-base-uncased:8",
+                         "random")
+    assert not shape.is_reference() and shape.memory_mb() > 3 * 4 * 8 * 12 * 768 ** 2 / 1e6
+
+
+def test_groups_of_rounds_pair_every_target_with_the_references():
+    """Two groups under a tiny memory budget: the reference is timed in every round of both, each other target in
+    its group's rounds only, and the round numbers say which."""
+    targets = [bench.Target("bert-tiny", "fp32", "eager", "cpu", "bert-tiny", "bert-tiny", "random"),
+               bench.Target("bert-tiny:1", "fp32", "eager", "cpu", "bert-tiny", "bert-tiny:1", "random"),
+               bench.Target("bert-tiny-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime-fixed", "cpu",
+                            "bert-tiny", "bert-tiny", "random")]
+    jobs = [bench.Job(target=t, points=((1, 8),), texts=("a fine film .",), warmup=1, runs=3, min_runs=2,
+                      max_seconds=0.02, threads=1, settings={}, seed=0) for t in targets]
+    lines = []
+    rows = bench_worker.run_jobs(jobs, lines.append, rounds=2, max_memory_mb=1)
+    ids = {(r["variant"], r["runtime"]): r["round_ids"] for r in rows}
+    assert ids == {("bert-tiny", "eager"): "0;1;2;3", ("bert-tiny:1", "eager"): "0;1",
+                   ("bert-tiny-onnx-int8-dynamic", "onnxruntime-fixed"): "2;3"}
+    assert any("2 group(s)" in line for line in lines)
 
 
 def test_peak_memory_is_never_negative_when_the_process_freed_memory_meanwhile(monkeypatch):
@@ -282,9 +345,11 @@ def test_stage_times_random_shapes_and_writes_csv_machine_and_summary(tmp_path, 
     # two interleaved rounds, each target once per round: two p50s per point, the best and worst among them
     assert (csv.rounds == 2).all() and csv.round_p50s_ms.str.count(";").eq(1).all()
     assert (csv.latency_ms_best <= csv.latency_ms_p50).all() and (csv.latency_ms_p50 <= csv.latency_ms_worst).all()
-    assert "round 2/2: 6 targets" in result.output
+    assert "round 2: 6 targets" in result.output
     machine = json.loads((out / "cpu-machine.json").read_text())
-    assert machine["threads"] >= 1 and machine["torch"] and machine["cpu"]
+    assert machine["threads"] >= 1 and machine["torch"] and machine["cpu"] and machine["onnxruntime"]
+    assert set(machine["isa"]) >= {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile"}
+    assert isinstance(machine["hypervisor"], bool) and machine["steal_percent"] is not None
     summary = (tmp_path / "bench-cpu.md").read_text()
     assert "| bert-tiny:1-onnx-int8-dynamic | onnxruntime | 1 |" in summary
     assert "x FP32 baseline" in result.output
@@ -382,3 +447,14 @@ def test_fixed_shape_runtimes_are_timed_at_the_batch_1_points():
     dynamic = bench.Target("pruned-3-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", "cpu", "minilm-l6")
     assert bench.points_for(fixed, config) == ((1, 16), (1, 64), (1, 128))
     assert bench.points_for(dynamic, config) == tuple(config.points())
+
+
+def test_steal_time_over_the_run(tmp_path):
+    from prunequant import host
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 50 800 10 0 0 40 0 0\ncpu0 1 2 3\n")
+    start = host.cpu_times(stat)
+    stat.write_text("cpu  200 0 100 1600 20 0 0 80 0 0\n")
+    assert start == (40, 1000) and host.steal_percent(start, host.cpu_times(stat)) == 4.0  # 40 of 1000 jiffies
+    assert host.cpu_times(tmp_path / "missing") is None and host.steal_percent(None, (1, 2)) is None

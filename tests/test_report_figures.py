@@ -13,22 +13,50 @@ from prunequant import plots
 from prunequant.bench_table import COLUMNS
 from prunequant.check import Params
 from prunequant.results import RESULT_COLUMNS
-from prunequant.report import ReportConfig, read_bench, recommend, results_markdown, variant_table, write_report
+from prunequant.decision import Ratio, paired, recommend
+from prunequant.report import (
+    ReportConfig,
+    read_bench,
+    recommendations_markdown,
+    results_markdown,
+    variant_table,
+    write_report,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def result(source, precision, accuracy, size, delta=None, p=None, device="cpu", layers=6, status="ok"):
-    return {"variant": source, "model": "minilm-l6", "layers": layers, "precision": precision, "device": device,
-            "split": "test", "n": 1280, "accuracy": accuracy,
-            "accuracy_ci_low": None if accuracy is None else accuracy - 0.02,
-            "accuracy_ci_high": None if accuracy is None else accuracy + 0.02, "size_mb": size, "status": status,
-            "reference": None if source == "baseline" and precision == "fp32" else "baseline-fp32",
-            "baseline_delta": delta, "baseline_p": p,
-            "baseline_verdict": None if p is None else ("worse" if p < 0.05 else "no significant difference")}
+def verdict(p, delta):
+    return None if p is None else ("worse" if delta < 0 else "better") if p < 0.05 else "no significant difference"
 
 
-RESULTS = pd.DataFrame([
+def result(source, precision, accuracy, size, delta=None, p=None, device="cpu", layers=6, status="ok",
+           validation=None):
+    """The test and validation rows of one variant: the same figures on both splits unless ``validation`` gives
+    that split's (accuracy, delta vs the baseline, p, and optionally delta and p vs its own FP32 source)."""
+    reference = None if source == "baseline" and precision == "fp32" else (
+        "baseline-fp32" if source == "baseline" or precision == "fp32" else f"{source}-fp32")
+    rows = []
+    for split in ("validation", "test"):
+        acc, d, pv, source_d, source_p = accuracy, delta, p, delta, p
+        if split == "validation" and validation:
+            acc, d, pv = validation[:3]
+            source_d, source_p = validation[3:] if len(validation) > 3 else (d, pv)
+        rows.append({
+            "variant": source, "model": "minilm-l6", "layers": layers, "precision": precision, "device": device,
+            "split": split, "n": 1280, "accuracy": acc, "accuracy_ci_low": None if acc is None else acc - 0.02,
+            "accuracy_ci_high": None if acc is None else acc + 0.02, "size_mb": size, "status": status,
+            "artifact_md5": None if acc is None else f"{source}-{precision}.dir", "reference": reference,
+            "accuracy_delta": source_d, "mcnemar_p": source_p, "verdict": verdict(source_p, source_d or 0),
+            "baseline_delta": d, "baseline_p": pv, "baseline_verdict": verdict(pv, d or 0)})
+    return rows
+
+
+def results_frame(*variants):
+    return pd.DataFrame([row for rows in variants for row in rows]).reindex(columns=RESULT_COLUMNS)
+
+
+RESULTS = results_frame(
     result("baseline", "fp32", 0.817, 91.8),
     result("baseline", "onnx-int8-dynamic", 0.819, 24.1, 0.002, 0.71),
     result("baseline", "onnx-int4-weight", 0.811, 15.9, -0.006, 0.28),
@@ -36,15 +64,21 @@ RESULTS = pd.DataFrame([
     result("pruned-3", "onnx-int8-dynamic", 0.806, 18.6, -0.011, 0.25, layers=3),
     result("pruned-3", "onnx-int4-weight", 0.795, 12.4, -0.022, 0.01, layers=3),
     result("pruned-3", "fp16", None, None, device="cuda", layers=3, status="n/a: needs CUDA"),
-]).reindex(columns=RESULT_COLUMNS)
+)
 
 
-def bench_row(variant, precision, runtime, layers, batch, seq, p50, device="cpu"):
+def bench_row(variant, precision, runtime, layers, batch, seq, p50, device="cpu", rounds=(1.0, 1.0, 1.0, 1.0, 1.0)):
+    """One timed point; ``rounds``: each round's p50 as a multiple of ``p50``, rounds numbered 0, 1, ..."""
+    p50s = [p50 * r for r in rounds]
+    source = variant.removesuffix("-" + precision) if precision != "fp32" else variant
     return {"variant": variant, "precision": precision, "runtime": runtime, "layers": layers, "device": device,
-            "device_name": "test CPU", "batch_size": batch, "seq_len": seq, "latency_ms_p50": p50,
+            "device_name": "test CPU", "batch_size": batch, "seq_len": seq, "latency_ms_p50": float(np.median(p50s)),
+            "latency_ms_best": min(p50s), "latency_ms_worst": max(p50s), "round_p50s_ms": ";".join(map(str, p50s)),
+            "round_ids": ";".join(str(i) for i in range(len(p50s))), "rounds": len(p50s),
             "latency_ms_p90": p50 * 1.1, "latency_ms_p99": p50 * 1.3, "latency_ms_mean": p50 * 1.05,
-            "throughput_per_s": 1000 * batch / p50, "peak_mem_mb": 50.0 + layers, "runs": 100,
-            "weights": "trained", "family": "minilm-l6", "note": ""}
+            "throughput_per_s": 1000 * batch / min(p50s), "peak_mem_mb": 50.0 + layers, "runs": 100,
+            "e2e_ms_p50": p50 + 0.2 if (batch, seq) == (1, 16) else None,
+            "weights": "trained", "family": "minilm-l6", "artifact_md5": f"{source}-{precision}.dir", "note": ""}
 
 
 def bench_frame():
@@ -84,21 +118,61 @@ def test_variant_table_joins_accuracy_and_costs(bench_dir):
     assert np.isnan(table.loc["pruned-3-fp16", "cpu_ms"])
 
 
-def test_recommendation_respects_the_accuracy_budget(bench_dir):
+def picks(table, drop, **kwargs):
+    return {c.target.name: c for c in recommend(table, max_drop_points=drop, **kwargs)}
+
+
+def lines(table, drop):
+    """The rendered recommendation, one line per target, by target name."""
+    return {line.split("**")[1]: line for line in recommendations_markdown(recommend(table, drop), table)}
+
+
+def test_recommendation_respects_the_accuracy_budget_on_validation(bench_dir):
     table = table_from(bench_dir)
-    choices = {c["target"]: c for c in recommend(table, max_drop_points=1.0)}
+    choices, text = picks(table, 1.0), lines(table, 1.0)
     # pruned-3-onnx-int4-weight is fastest and smallest but loses 2.2 points: not eligible.
-    assert choices["CPU latency"]["variant"] == "baseline-onnx-int8-dynamic"
-    assert "0.700 ms" in choices["CPU latency"]["text"] and "0.140x the FP32 baseline" in choices["CPU latency"]["text"]
-    assert "not significant (McNemar p = 0.71)" in choices["CPU latency"]["text"]
-    assert choices["Smallest on disk"]["variant"] == "baseline-onnx-int4-weight"
-    assert choices["GPU latency"]["variant"] is None and choices["GPU latency"]["text"].startswith("N/A")
-    looser = {c["target"]: c for c in recommend(table, max_drop_points=1.2)}
-    assert looser["CPU latency"]["variant"] == "pruned-3-onnx-int8-dynamic"
-    assert "Runner-up: pruned-3-fp32" not in looser["CPU latency"]["text"]
-    widest = {c["target"]: c for c in recommend(table, max_drop_points=3.0)}
-    assert widest["CPU latency"]["variant"] == "pruned-3-onnx-int4-weight"
-    assert "significant (McNemar p = 0.01)" in widest["CPU latency"]["text"]
+    assert choices["CPU latency"].variant == "baseline-onnx-int8-dynamic"
+    assert "p50 0.700 ms" in text["CPU latency"]
+    assert "0.140x the FP32 baseline's time (median of 5 paired rounds" in text["CPU latency"]
+    assert ("validation accuracy 81.90% (+0.20 pts vs the baseline, McNemar p = 0.71); test accuracy 81.90% "
+            in text["CPU latency"])
+    assert "Skipped although faster: pruned-3-onnx-int4-weight (0.300 ms), -2.20 pts vs the baseline on " \
+           "validation, beyond the 1-point budget." in text["CPU latency"]
+    assert choices["Smallest on disk"].variant == "baseline-onnx-int4-weight"
+    assert choices["GPU latency"].variant is None and text["GPU latency"].endswith("N/A: no variant was measured there.")
+    looser = picks(table, 1.2)
+    assert looser["CPU latency"].variant == "pruned-3-onnx-int8-dynamic" and looser["CPU latency"].runner_up != "pruned-3"
+    # within a 3-point budget the 4-bit variant is still skipped: it is significantly below its own FP32 source
+    widest, text = picks(table, 3.0), lines(table, 3.0)
+    assert widest["CPU latency"].variant == "pruned-3-onnx-int8-dynamic"
+    assert ("pruned-3-onnx-int4-weight (0.300 ms), significantly below its FP32 source pruned-3-fp32 on validation "
+            "(-2.20 pts, McNemar p = 0.01)") in text["CPU latency"]
+
+
+def test_the_choice_reads_validation_never_test():
+    """Two variants, the faster one better on test; on validation it is significantly below its FP32 source (as
+    pruned-3-onnx-int8-static was, -2.34 points, p = 7.3e-5): it is skipped, and the report says why."""
+    results = results_frame(
+        result("baseline", "fp32", 0.818, 91.8),
+        result("pruned-3", "fp32", 0.816, 70.5, -0.002, 0.86, layers=3),
+        result("pruned-3", "onnx-int8-static", 0.819, 18.6, 0.001, 1.0, layers=3,
+               validation=(0.826, -0.008, 0.3, -0.0234, 7.3e-5)),
+        result("pruned-3", "onnx-int8-dynamic", 0.814, 18.6, -0.004, 0.6, layers=3))
+    cpu = pd.DataFrame([bench_row("baseline", "fp32", "eager", 6, 1, 16, 5.0),
+                        bench_row("pruned-3-onnx-int8-static", "onnx-int8-static", "onnxruntime", 3, 1, 16, 0.30),
+                        bench_row("pruned-3-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 3, 1, 16, 0.36)],
+                       columns=COLUMNS).assign(source=lambda f: ["baseline", "pruned-3", "pruned-3"])
+    table = variant_table(results, cpu, read_bench(Path("/nonexistent")), (1, 16), (16, 64))
+    (choice,) = [c for c in recommend(table, 1.0) if c.target.name == "CPU latency"]
+    assert choice.variant == "pruned-3-onnx-int8-dynamic"
+    assert choice.figures["validation_accuracy"] == 0.814 and choice.figures["accuracy"] == 0.814
+    assert any("pruned-3-onnx-int8-static (0.300 ms), significantly below its FP32 source pruned-3-fp32 on "
+               "validation (-2.34 pts, McNemar p = 7.3e-05)" in reason for reason in choice.reasons)
+    # the same rows with the validation loss not significant: the faster one wins
+    results.loc[(results.precision == "onnx-int8-static") & (results.split == "validation"), "mcnemar_p"] = 0.2
+    table = variant_table(results, cpu, read_bench(Path("/nonexistent")), (1, 16), (16, 64))
+    assert next(c for c in recommend(table, 1.0) if c.target.name == "CPU latency").variant == \
+        "pruned-3-onnx-int8-static"
 
 
 def test_gpu_schemes_are_never_the_cpu_pick_and_the_smallest_gpu_variant_is_named(bench_dir):
@@ -106,39 +180,55 @@ def test_gpu_schemes_are_never_the_cpu_pick_and_the_smallest_gpu_variant_is_name
     variant is smallest for a GPU."""
     fp4 = result("pruned-3", "bnb-fp4", 0.810, 27.9, -0.007, 0.5, device="cuda", layers=3)  # as small, less accurate
     nf4 = result("pruned-3", "bnb-nf4", 0.812, 27.9, -0.005, 0.6, device="cuda", layers=3)
-    results = pd.concat([RESULTS, pd.DataFrame([fp4, nf4]).reindex(columns=RESULT_COLUMNS)])
+    results = pd.concat([RESULTS, results_frame(fp4, nf4)])
     cpu = pd.concat([bench_frame(), pd.DataFrame([bench_row("pruned-3-bnb-nf4", "bnb-nf4", "eager", 3, 1, 16, 0.1)])])
     cpu["source"] = [v.removesuffix("-" + p) for v, p in zip(cpu.variant, cpu.precision, strict=True)]
     table = variant_table(results, cpu, read_bench(bench_dir / "gpu.csv"), (1, 16), (16, 64))
-    choices = {c["target"]: c for c in recommend(table, max_drop_points=1.0)}
+    choices, text = picks(table, 1.0), lines(table, 1.0)
     assert table.set_index("label").loc["pruned-3-bnb-nf4", "cpu_ms"] == 0.1  # the fastest CPU timing of all
-    assert choices["CPU latency"]["variant"] == "baseline-onnx-int8-dynamic"
-    assert choices["Smallest on disk"]["variant"] == "baseline-onnx-int4-weight"
-    assert "Smallest GPU variant: pruned-3-bnb-nf4 (27.9 MB, test accuracy 81.20%, -0.50 pts)" in (
-        choices["Smallest on disk"]["text"])
+    assert choices["CPU latency"].variant == "baseline-onnx-int8-dynamic"
+    assert choices["Smallest on disk"].variant == "baseline-onnx-int4-weight"
+    assert ("Smallest GPU variant: pruned-3-bnb-nf4 (27.9 MB, validation accuracy 81.20%, test 81.20%)"
+            in text["Smallest on disk"])
 
 
-def timed_pair(b_best, *, rounds=5, accuracy=(0.80, 0.81)):
-    """Two CPU variants: a is fastest at its best round (1.00 ms, slowest round 1.10 ms); b as given."""
-    return pd.DataFrame({"label": ["a", "b"], "source": ["x", "y"], "precision": ["fp32", "fp32"],
-                         "device": ["cpu"] * 2, "accuracy": list(accuracy), "baseline_delta": [0.0, 0.0],
-                         "baseline_p": [None, None], "cpu_ms": [1.00, b_best], "cpu_ms_worst": [1.10, b_best * 1.1],
-                         "cpu_rounds": [rounds, rounds], "cpu_runtime": ["eager", "eager"], "gpu_ms": [None, None],
-                         "gpu_throughput": [None, None], "size_mb": [10.0, 20.0]})
+def paired_rows(ratios_a, ratios_b, accuracy=(0.80, 0.81)):
+    """Two CPU variants with their per-round ratios to the FP32 reference (rounds 0, 1, ...)."""
+    maps = [dict(enumerate(ratios_a)), dict(enumerate(ratios_b))]
+    return pd.DataFrame({
+        "label": ["a", "b"], "source": ["x", "y"], "precision": ["fp32", "fp32"], "device": ["cpu"] * 2,
+        "accuracy": list(accuracy), "val_accuracy": list(accuracy), "baseline_delta": [0.0, 0.0],
+        "val_baseline_delta": [0.0, 0.0], "val_source_p": [None, None], "val_source_delta": [None, None],
+        "val_reference": [None, None], "cpu_paired": maps, "cpu_rank": [float(np.median(r)) for r in (ratios_a, ratios_b)],
+        "cpu_ms": [10 * float(np.median(ratios_a)), 10 * float(np.median(ratios_b))], "cpu_runtime": ["eager"] * 2,
+        "gpu_ms": [None, None], "gpu_throughput": [None, None], "size_mb": [10.0, 20.0]})
 
 
-def test_a_latency_win_needs_rounds_that_do_not_overlap_else_accuracy_then_size_decide():
-    tied = recommend(timed_pair(1.05), 1.0)[0]  # b's best round (1.05) is inside a's spread (1.00 to 1.10)
-    assert tied["variant"] == "b"  # the more accurate of the two
-    assert "Tied within run-to-run spread with a (1.000 ms): the rounds of the fastest reach 1.100 ms" in tied["text"]
-    assert "**b** (eager, 1.050 ms, best of 5 rounds, slowest +10%" in tied["text"]
-    clear = recommend(timed_pair(1.20), 1.0)[0]  # no overlap: the faster wins, whatever its accuracy
-    assert clear["variant"] == "a" and "Runner-up: b (1.200 ms)" in clear["text"] and "Tied" not in clear["text"]
-    same = recommend(timed_pair(1.05, accuracy=(0.80, 0.80)), 1.0)[0]
-    assert same["variant"] == "a"  # equal accuracy: the smaller (10 MB against 20 MB)
-    # a CSV timed in one round has no measured spread: 5% around the fastest counts as a tie
-    assert recommend(timed_pair(1.03, rounds=1), 1.0)[0]["variant"] == "b"
-    assert recommend(timed_pair(1.06, rounds=1), 1.0)[0]["variant"] == "a"
+@pytest.mark.parametrize("ratios, tied", [
+    ([0.93, 0.94, 0.92, 0.93, 1.30], False),  # faster in 4 of 5 rounds: one slow round does not make a tie
+    ([1.01, 0.99, 1.00, 1.02, 0.50], True),  # level in 4 of 5: one fast round does not break the tie
+    ([0.97, 1.01, 0.98, 1.02, 0.99], True),
+    ([1.05, 1.06, 1.04, 1.07, 1.05], False),
+    ([1.04], True), ([1.06], False),  # one round: within 5% is a tie
+])
+def test_the_tie_rule_reads_the_interquartile_range_of_the_paired_ratios(ratios, tied):
+    assert Ratio.of(ratios).tied() is tied
+
+
+def test_a_latency_win_needs_paired_rounds_that_do_not_straddle_parity_else_accuracy_then_size_decide():
+    a = [0.100, 0.100, 0.100, 0.100, 0.100]
+    faster = [0.093, 0.094, 0.092, 0.093, 0.130]  # the issue's case: one slow round of the faster one
+    (choice, *_) = recommend(paired_rows(a, faster, accuracy=(0.82, 0.80)), 1.0)
+    assert choice.variant == "b" and choice.runner_up == "a" and not choice.tied_with
+    level = [0.101, 0.099, 0.101, 0.102, 0.050]  # level with a but for one fast outlier round of b
+    (choice, *_) = recommend(paired_rows(a, level, accuracy=(0.80, 0.82)), 1.0)
+    assert choice.variant == "b" and choice.tied_with == ("a",)  # tied: the more accurate on validation
+    assert "Tied on speed with a: a takes 0.990x its time per round (interquartile range 0.990 to 1.010" \
+        in choice.reasons[0]
+    (choice, *_) = recommend(paired_rows(a, level, accuracy=(0.80, 0.80)), 1.0)
+    assert choice.variant == "a"  # equal accuracy: the smaller (10 MB against 20 MB)
+    assert recommend(paired_rows(a, [r * 1.2 for r in a]), 1.0)[0].variant == "a"  # slower in every round
+    assert paired({0: 1.0, 1: 2.0, 5: 4.0}, {1: 1.0, 5: 2.0, 7: 9.0}).median == 2.0  # the rounds both have
 
 
 def test_pareto_mask():
@@ -185,8 +275,10 @@ def test_recommendation_metrics_for_dvc_metrics_diff(bench_dir):
     from prunequant.report import recommendation_metrics
 
     metrics = recommendation_metrics(recommend(table_from(bench_dir), max_drop_points=1.0))
-    assert metrics["cpu_latency"] == {"variant": "baseline-onnx-int8-dynamic", "cpu_ms": 0.7, "accuracy": 0.819,
-                                      "accuracy_delta_vs_baseline": 0.002}
+    cpu = metrics["cpu_latency"]
+    assert (cpu["variant"], cpu["cpu_ms"], cpu["accuracy"], cpu["validation_accuracy"]) == (
+        "baseline-onnx-int8-dynamic", 0.7, 0.819, 0.819)
+    assert cpu["ratio_vs_fp32_baseline"]["median"] == 0.14 and cpu["end_to_end_ms"] == pytest.approx(0.9)
     assert metrics["gpu_latency"] == {"variant": None}
     assert metrics["smallest_on_disk"]["size_mb"] == 15.9
 
@@ -200,10 +292,10 @@ def test_gpu_rows_fill_the_gpu_columns_figures_and_targets(bench_dir, tmp_path):
                              "device_name": "Test GPU"})
     pd.DataFrame(rows, columns=COLUMNS).to_csv(bench_dir / "gpu.csv", index=False)
     out = tmp_path / "reports"
-    choices = {c["target"]: c for c in write_report(RESULTS, bench_dir, out, Params(report=ReportConfig()))}
-    assert choices["GPU latency"]["variant"] == "pruned-3"  # 1.0 points down: just within the budget
-    assert choices["GPU latency"]["gpu_ms"] == 0.6 and "cudagraph" in choices["GPU latency"]["text"]
-    assert choices["GPU throughput"]["gpu_throughput"] == pytest.approx(64 * 1000 / (0.6 * 12), rel=1e-3)
+    choices = {c.target.name: c for c in write_report(RESULTS, bench_dir, out, Params(report=ReportConfig()))}
+    assert choices["GPU latency"].variant == "pruned-3"  # 1.0 points down: just within the budget
+    assert choices["GPU latency"].value == 0.6 and choices["GPU latency"].runtime == "cudagraph"
+    assert choices["GPU throughput"].value == pytest.approx(64 * 1000 / (0.6 * 12), rel=1e-3)
     report = (out / "report.md").read_text()
     assert "| baseline | 6 | 91.8 | N/A | 1.200 (cudagraph) |" in report
     for name in ("latency_vs_batch_gpu", "latency_vs_seq_gpu", "pareto_gpu_latency"):
@@ -216,15 +308,15 @@ def test_timings_of_another_model_are_left_out_and_said(bench_dir, tmp_path):
     frame = pd.read_csv(bench_dir / "cpu.csv").assign(family="bert-base-uncased")
     frame.to_csv(bench_dir / "cpu.csv", index=False)
     out = tmp_path / "reports"
-    choices = {c["target"]: c for c in write_report(RESULTS, bench_dir, out, Params(report=ReportConfig()))}
-    assert choices["CPU latency"]["variant"] is None
+    choices = {c.target.name: c for c in write_report(RESULTS, bench_dir, out, Params(report=ReportConfig()))}
+    assert choices["CPU latency"].variant is None
     assert "Benchmark rows of bert-base-uncased are left out" in (out / "report.md").read_text()
 
 
 def test_the_report_sets_the_shapes_depth_comparison_next_to_the_study(bench_dir, tmp_path):
     rows = [{**bench_row(variant, precision, runtime, layers, 1, 128, ms), "family": "bert-large-uncased",
              "weights": "random", "latency_ms_best": ms, "latency_ms_worst": ms * 1.2,
-             "round_p50s_ms": f"{ms};{ms * 1.2}"}
+             "round_p50s_ms": f"{ms};{ms * 1.2}", "round_ids": "0;1"}
             for variant, precision, runtime, layers, ms in [
                 ("bert-large-uncased", "fp32", "eager", 24, 400.0),
                 ("bert-large-uncased:16", "fp32", "eager", 16, 270.0),
@@ -240,12 +332,15 @@ def test_the_report_sets_the_shapes_depth_comparison_next_to_the_study(bench_dir
 
 
 def test_the_cpu_pick_is_set_against_the_fastest_off_the_shelf_int8_of_the_unpruned_model(bench_dir):
-    (cpu,) = [c for c in recommend(table_from(bench_dir), max_drop_points=1.5) if c["target"] == "CPU latency"]
-    assert cpu["variant"] == "pruned-3-onnx-int8-dynamic"  # 0.36 ms; the 4-bit one (0.30) loses 2.2 points
-    assert ("0.514x the fastest INT8 of the unpruned baseline, baseline-onnx-int8-dynamic (onnxruntime)"
-            in cpu["text"])  # 0.36 / 0.7
-    (own,) = [c for c in recommend(table_from(bench_dir), max_drop_points=1.0) if c["target"] == "CPU latency"]
-    assert own["variant"] == "baseline-onnx-int8-dynamic" and "the fastest INT8 of the unpruned" not in own["text"]
+    table = table_from(bench_dir)
+    assert picks(table, 1.5)["CPU latency"].variant == "pruned-3-onnx-int8-dynamic"  # the 4-bit one loses 2.2 pts
+    assert ("0.514x the fastest INT8 of the unpruned baseline, baseline-onnx-int8-dynamic (median of 5 paired "
+            "rounds") in lines(table, 1.5)["CPU latency"]  # 0.36 / 0.7
+    assert picks(table, 1.0)["CPU latency"].variant == "baseline-onnx-int8-dynamic"
+    assert "the fastest INT8 of the unpruned" not in lines(table, 1.0)["CPU latency"]
+    # one request end to end next to the FP32 baseline's
+    assert "One request end to end (text, tokenizer, runtime, label; batch 1 at the same length): 0.560 ms, " \
+        "against 5.200 ms for the FP32 baseline." in lines(table, 1.5)["CPU latency"]
 
 
 def test_the_report_compares_the_label_free_estimators_with_skip_and_re_score(bench_dir, tmp_path):
@@ -276,3 +371,46 @@ def test_the_report_compares_the_label_free_estimators_with_skip_and_re_score(be
     assert "| skip and re-score | `sensitivity` |  | yes | 12.0 | 1 (itself) | [1] | [1, 2] |" in report
     assert "In use: `prune.strategy: angular` with `prune.pooling: cls`" in report
     assert "drops for 4 → 3 | drops for 4 → 2 |" in report and "ranks the baseline's 4 layers" in report
+
+
+def test_a_rebuilt_artifact_s_timing_is_reported_stale_never_as_current(bench_dir, tmp_path):
+    """The timing belongs to the folder of the DVC hash it recorded: once `dvc repro` rebuilds that folder (and
+    results.csv scores the new build), the old timing is left out and named stale, with the refreshing command."""
+    from prunequant.fingerprint import folder_md5
+
+    folder = tmp_path / "models" / "quantized" / "pruned-3-onnx-int8-dynamic"
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"the first build")
+    is_it = (RESULTS.variant == "pruned-3") & (RESULTS.precision == "onnx-int8-dynamic")
+    results = RESULTS.copy()
+    results.loc[is_it, "artifact_md5"] = folder_md5(folder)
+    cpu = bench_frame()
+    cpu.loc[cpu.variant == "pruned-3-onnx-int8-dynamic", "artifact_md5"] = folder_md5(folder)
+    cpu.to_csv(bench_dir / "cpu.csv", index=False)
+    params, out = Params(report=ReportConfig(max_accuracy_drop=1.2)), tmp_path / "reports"
+    (cpu_pick, *_) = write_report(results, bench_dir, out, params)
+    assert cpu_pick.variant == "pruned-3-onnx-int8-dynamic" and "Stale" not in (out / "report.md").read_text()
+
+    (folder / "model.onnx").write_bytes(b"the second build")  # rebuilt: scored again, not timed again
+    results.loc[is_it, "artifact_md5"] = folder_md5(folder)
+    (cpu_pick, *_) = write_report(results, bench_dir, out, params)
+    report = (out / "report.md").read_text()
+    assert cpu_pick.variant == "baseline-onnx-int8-dynamic"
+    assert ("**Stale CPU timings, not shown**: pruned-3-onnx-int8-dynamic: the artifact was rebuilt after it was "
+            "timed") in report and "Refresh them with `make bench-cpu`" in report
+    row = next(line for line in report.splitlines() if line.startswith("| pruned-3-onnx-int8-dynamic |"))
+    assert "0.360" not in row and "| N/A |" in row
+    assert "pruned-3-onnx-int8-dynamic" not in pd.read_csv(out / "plots" / "pareto_cpu_latency.csv").label.tolist()
+
+
+def test_the_report_says_which_machine_timed_it(bench_dir, tmp_path):
+    from prunequant.host import machine_info
+
+    flags = {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "hypervisor"}  # an AMD EPYC: no AMX
+    info = machine_info("cpu", 2, steal=0.4, flags=flags) | {"cpu": "AMD EPYC", "cores": 2}
+    (bench_dir / "cpu-machine.json").write_text(__import__("json").dumps(info))
+    write_report(RESULTS, bench_dir, tmp_path / "reports", Params(report=ReportConfig()))
+    report = (tmp_path / "reports" / "report.md").read_text()
+    assert ("CPU: timed on AMD EPYC, 2 cores (2 threads), AVX2, AVX-512 F/VNNI/BF16, no AMX, virtual machine "
+            "(steal 0.4% during the run); torch ") in report
+    assert report.index("timed on AMD EPYC") < report.index("- **CPU latency**")  # beside the recommendation

@@ -11,10 +11,13 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from prunequant.bench_table import REFERENCES
 from prunequant.errors import PrunequantError, did_you_mean
+from prunequant.fingerprint import folder_md5
 from prunequant.params import require, require_choice
 from prunequant.quantization import read_manifest
 from prunequant.quantization.every import every_scheme
+from prunequant.sizes import model_size_mb
 
 BENCH_WEIGHTS = ("trained", "random")
 
@@ -35,6 +38,11 @@ class BenchConfig:
     runs: int = 100  # timed runs per point and round, stopped early after max_seconds (never below min_runs)
     min_runs: int = 3
     max_seconds: float = 0.1  # time budget of one point's timed runs in one round
+    settle_seconds: float = 0.2  # a pause before each target's round: the previous target's threads stop spinning
+    # targets are loaded a group at a time, the groups packed under this many MB (estimated from each artifact's
+    # size; never more than half the memory available at the start); the two reference targets stay loaded and
+    # are timed in every round of every group, so every ratio to them stays paired
+    max_memory_mb: int = 4000
     # also time ONNX Runtime and OpenVINO with a model compiled for each batch-1 point's exact input shape (runtimes
     # onnxruntime-fixed, openvino-fixed: what serving padded length buckets costs); the report keeps the faster
     fixed_shapes: bool = True
@@ -54,6 +62,8 @@ class BenchConfig:
             require(getattr(self, key) >= low, f"bench.{key}", f"must be >= {low}, got {getattr(self, key)}")
         require(self.min_runs <= self.runs, "bench.min_runs", f"must be <= bench.runs ({self.runs}), got {self.min_runs}")
         require(self.max_seconds > 0, "bench.max_seconds", f"must be > 0, got {self.max_seconds}")
+        require(self.settle_seconds >= 0, "bench.settle_seconds", f"must be >= 0, got {self.settle_seconds}")
+        require(self.max_memory_mb >= 100, "bench.max_memory_mb", f"must be >= 100 (MB), got {self.max_memory_mb}")
         for key in ("batch_sizes", "seq_lengths"):
             values = getattr(self, key)
             require(bool(values) and all(v >= 1 for v in values), f"bench.{key}",
@@ -129,6 +139,28 @@ class Target:
     folder: str = ""  # trained: the artifact folder; random: the shape ("bert-base-uncased:8") to build
     weights: str = "trained"  # trained or random
     note: str = ""  # set when the target cannot run: its rows carry no figures
+    artifact_md5: str = ""  # trained: the DVC hash of the folder timed (results.csv has the one it scored)
+    size_mb: float = 0.0  # trained: the folder's size on disk, which the memory plan estimates from
+
+    def is_reference(self) -> bool:
+        """Whether ratios are taken against this target: its family's full-depth FP32 model in eager PyTorch or
+        under ONNX Runtime's dynamic INT8 (bench_table.REFERENCES)."""
+        if (self.precision, self.runtime) not in {(p, r) for _, p, r in REFERENCES}:
+            return False
+        if self.weights == "random":
+            name, layers = parse_shape(self.folder)
+            return layers == SHAPES[name]["num_hidden_layers"]
+        return self.variant.startswith("baseline")
+
+    def memory_mb(self) -> float:
+        """A generous estimate of what loading and timing it takes: the weights three times over (the loaded
+        model, runtime copies and fixed-shape sessions) plus a runtime's own overhead."""
+        size = self.size_mb
+        if self.weights == "random":
+            name, layers = parse_shape(self.folder)
+            shape = SHAPES[name]
+            size = 4 * (layers * 12 * shape["hidden_size"] ** 2 + 30522 * shape["hidden_size"]) / 1e6
+        return 3 * size + 150
 
 
 def runtimes_for(scheme, device: str, bench: BenchConfig) -> tuple[str, ...]:
@@ -145,6 +177,7 @@ def trained_targets(models: Path, params, device: str) -> list[Target]:
     family = params.base.model
     sources = ["baseline"] + [f"pruned-{n}" for n in params.prune.keep_layers]
     targets: list[Target] = []
+    identity: dict[Path, tuple[str, float]] = {}  # each folder hashed once, whatever its runtimes
     for source in sources:
         for name in ("fp32", *params.quantize.names):
             scheme = schemes[name]
@@ -160,8 +193,11 @@ def trained_targets(models: Path, params, device: str) -> list[Target]:
                 note = f"{manifest['status']} (built on another machine; `dvc repro` rebuilds it here)"
             elif manifest and manifest.get("status", "ok") != "ok":
                 note = manifest["status"]  # what a library cannot do for this model family
+            if not note and folder not in identity:
+                identity[folder] = folder_md5(folder), model_size_mb(folder)
+            md5, size = identity.get(folder, ("", 0.0))
             for runtime in runtimes_for(scheme, device, params.bench):
-                targets.append(Target(variant, name, runtime, device, family, str(folder), "trained", note))
+                targets.append(Target(variant, name, runtime, device, family, str(folder), "trained", note, md5, size))
     return targets
 
 
@@ -196,6 +232,7 @@ class Job:
     threads: int
     settings: dict  # the scheme's settings as in params.yaml (random weights build with them)
     seed: int = 0
+    settle_seconds: float = 0.0
 
 
 def points_for(target: Target, bench: BenchConfig) -> tuple[tuple[int, int], ...]:
@@ -212,6 +249,7 @@ def make_jobs(targets: list[Target], params, texts: list, threads: int) -> list[
     return [
         Job(target=t, points=points_for(t, bench), texts=tuple(texts), warmup=bench.warmup, runs=bench.runs,
             min_runs=bench.min_runs, max_seconds=bench.max_seconds, threads=threads,
-            settings=dict(params.quantize.settings.get(t.precision) or {}), seed=params.base.seed)
+            settings=dict(params.quantize.settings.get(t.precision) or {}), seed=params.base.seed,
+            settle_seconds=bench.settle_seconds)
         for t in targets
     ]

@@ -8,10 +8,14 @@ from pathlib import Path
 COLUMNS = [
     "variant", "precision", "runtime", "layers", "device", "device_name", "batch_size", "seq_len",
     "latency_ms_p50", "latency_ms_best", "latency_ms_worst", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean",
-    "throughput_per_s", "peak_mem_mb", "runs", "rounds", "round_p50s_ms", "weights", "family", "note",
+    "throughput_per_s", "peak_mem_mb", "runs", "rounds", "round_p50s_ms", "round_ids", "e2e_ms_p50", "e2e_ms_best",
+    "weights", "family", "artifact_md5", "note",
 ]
 # latency_ms_p50: the median of the rounds' p50s; _best/_worst: the fastest and slowest round's p50 (the
-# spread); round_p50s_ms: each round's p50 in round order (every target is timed once per round, interleaved).
+# spread); round_p50s_ms: each round's p50 in round order, round_ids the numbers of those rounds in the run
+# (targets timed in the same round share its number: their p50s pair); p90/p99: empty where too few calls
+# lie beyond them (timing.tail_percentile); e2e_ms_*: one request end to end (text -> tokenizer -> runtime ->
+# label) at the first batch-1 point; artifact_md5: the DVC hash of the artifact folder timed.
 
 REFERENCES = (("fp32", "fp32", "eager"), ("ort_int8", "onnx-int8-dynamic", "onnxruntime"))
 
@@ -22,16 +26,30 @@ def rows_frame(rows: list[dict]):
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _round_p50s(value) -> list[float]:
-    return [float(v) for v in str(value).split(";")] if isinstance(value, str) and value else []
+def _numbers(value, kind=float) -> list:
+    """'1.5;2.0' -> [1.5, 2.0]; a single value that the CSV reader took for a number, too; [] when empty."""
+    if value is None or value == "" or (isinstance(value, float) and value != value):
+        return []
+    return [kind(v) for v in str(value).split(";")]
+
+
+def rounds_of(p50s, ids) -> dict[int, float]:
+    """{round number: p50} of one row; rows of a CSV without round numbers count their rounds 0, 1, ..."""
+    p50s = _numbers(p50s)
+    ids = _numbers(ids, lambda v: int(float(v))) or list(range(len(p50s)))
+    return dict(zip(ids, p50s, strict=True)) if len(ids) == len(p50s) else {}
+
+
+def paired_ratios(mine: dict[int, float], other: dict[int, float]) -> list[float]:
+    """My p50 over the other's in each round both were timed in (in round order); empty when they share none."""
+    return [mine[n] / other[n] for n in sorted(mine.keys() & other.keys())]
 
 
 def _ratio_range(row, best: float, worst: float, ref_best: float, ref_worst: float) -> tuple[float, float]:
-    """The smallest and largest per-round ratio (the two were timed in the same rounds: each round's p50s
-    divide pairwise); without per-round figures, the widest ratio the two spreads allow."""
-    mine, ref = _round_p50s(row.round_p50s_ms), _round_p50s(row.ref_rounds_)
-    if mine and len(mine) == len(ref):
-        ratios = [a / b for a, b in zip(mine, ref, strict=True)]
+    """The smallest and largest per-round ratio (over the rounds both were timed in: each round's p50s divide
+    pairwise); without per-round figures, the widest ratio the two spreads allow."""
+    ratios = paired_ratios(rounds_of(row.round_p50s_ms, row.round_ids), rounds_of(row.ref_rounds_, row.ref_ids_))
+    if ratios:
         return min(ratios), max(ratios)
     return best / ref_worst, worst / ref_best
 
@@ -46,8 +64,9 @@ def with_ratios(frame):
     frame = frame.copy()
     for column in ("latency_ms_best", "latency_ms_worst"):
         frame[column] = frame[column].fillna(frame.latency_ms_p50) if column in frame else frame.latency_ms_p50
-    if "round_p50s_ms" not in frame:
-        frame["round_p50s_ms"] = ""
+    for column in ("round_p50s_ms", "round_ids"):
+        if column not in frame:
+            frame[column] = ""
     for name, precision, runtime in REFERENCES:
         column = f"ratio_{name}"
         ref = frame[(frame.precision == precision) & (frame.runtime == runtime) & frame.latency_ms_best.notna()]
@@ -57,8 +76,9 @@ def with_ratios(frame):
             continue
         ref = ref[ref.layers == ref.groupby("family").layers.transform("max")]
         ref = ref[["family", "device", "batch_size", "seq_len", "latency_ms_best", "latency_ms_worst",
-                   "round_p50s_ms"]].rename(columns={"latency_ms_best": "ref_best_", "latency_ms_worst": "ref_worst_",
-                                                     "round_p50s_ms": "ref_rounds_"})
+                   "round_p50s_ms", "round_ids"]].rename(columns={
+                       "latency_ms_best": "ref_best_", "latency_ms_worst": "ref_worst_", "round_p50s_ms": "ref_rounds_",
+                       "round_ids": "ref_ids_"})
         frame = frame.merge(ref, on=["family", "device", "batch_size", "seq_len"], how="left")
         frame[column] = (frame.latency_ms_best / frame.ref_best_).round(4)
         ranges = [(np.nan, np.nan) if np.isnan(r.ref_best_) or np.isnan(r.latency_ms_best)
@@ -66,7 +86,7 @@ def with_ratios(frame):
                   for r in frame.itertuples(index=False)]
         frame[column + "_low"] = [round(low, 4) for low, _ in ranges]
         frame[column + "_high"] = [round(high, 4) for _, high in ranges]
-        frame = frame.drop(columns=["ref_best_", "ref_worst_", "ref_rounds_"])
+        frame = frame.drop(columns=["ref_best_", "ref_worst_", "ref_rounds_", "ref_ids_"])
     return frame
 
 

@@ -4,9 +4,7 @@ imported torch and ONNX Runtime (a clean heap, its own thread pools, no import t
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import platform
+import itertools
 import tempfile
 import time
 from collections.abc import Callable
@@ -15,6 +13,7 @@ from typing import Any
 
 from prunequant.bench import SHAPES, Job, parse_shape
 from prunequant.evaluation import forward_inputs
+from prunequant.host import available_memory_mb, cpu_name
 from prunequant.modeling import load_tokenizer, num_layers
 from prunequant.quantization import (
     BuildContext,
@@ -26,6 +25,7 @@ from prunequant.quantization.every import every_scheme
 from prunequant.timing import (
     cpu_timer,
     cuda_timer,
+    gc_paused,
     peak_rss_mb,
     reset_peak_rss,
     rss_mb,
@@ -178,7 +178,12 @@ class Runner:
         self.cuda = target.device == "cuda"
         self.layers: Any = ""
         self.calls: dict[tuple[int, int], Callable[[], Any]] = {}
+        self.inputs: dict[tuple[int, int], dict] = {}
         self.failed: dict[tuple[int, int], str] = {}
+        # one request end to end (text -> tokenizer -> runtime -> label), at the first batch-1 point, on a CPU
+        single = [p for p in job.points if p[0] == 1]
+        self.e2e_point = single[0] if single and target.device == "cpu" else None
+        self.sentences = itertools.cycle(job.texts)
         folder = _build_random(job, work) if target.weights == "random" else Path(target.folder)
         self.rss_before = rss_mb()  # after any build: what loading and running the artifact adds
         from transformers import AutoConfig, AutoTokenizer
@@ -201,15 +206,43 @@ class Runner:
     def _inputs(self, batch_size: int, seq_len: int) -> dict:
         job = self.job
         texts = [job.texts[i % len(job.texts)] for i in range(batch_size)]  # sentences, or (text, text_pair) tuples
-        encoded = self.tokenizer(texts, padding="max_length", truncation=True, max_length=seq_len,
-                                 return_tensors=self.tensors)
+        return self._encode(texts, seq_len)
+
+    def _encode(self, texts: list, seq_len: int) -> dict:
+        if texts and isinstance(texts[0], tuple | list):  # sentence pairs
+            first, second = zip(*texts, strict=True)
+            encoded = self.tokenizer(list(first), list(second), padding="max_length", truncation=True,
+                                     max_length=seq_len, return_tensors=self.tensors)
+        else:
+            encoded = self.tokenizer(texts, padding="max_length", truncation=True, max_length=seq_len,
+                                     return_tensors=self.tensors)
         inputs = dict(encoded)
         if self.tensors == "pt":  # only what the forward takes (DistilBERT: no token_type_ids)
             return {k: v.to(self.job.target.device) for k, v in forward_inputs(self.model, inputs).items()}
         return {k: v.astype("int64") for k, v in inputs.items()}
 
+    def _end_to_end(self, point: tuple[int, int]) -> Callable[[], int]:
+        """One request as a service runs it: the next test sentence tokenized (padded to the point's length, so
+        the prepared call's buffers take it), the runtime's call, and the label from the logits."""
+        inputs, call = self.inputs[point], self.calls[point]
+
+        def request() -> int:
+            fresh = self._encode([next(self.sentences)], point[1])
+            for name, value in inputs.items():  # into the buffers the prepared call reads
+                value[...] = fresh[name]
+            out = call()
+            return int((out if hasattr(out, "argmax") else out[0]).argmax())
+
+        return request
+
     def time_round(self) -> list[dict]:
-        """{"point", "times" (ms of each timed call) or "note", "peak_mem_mb"} for every point, in order."""
+        """{"point", "times" (ms of each timed call) or "note", "peak_mem_mb", and at the end-to-end point
+        "e2e_times"} for every point, in order: after a settle, with the garbage collector paused."""
+        time.sleep(self.job.settle_seconds)
+        with gc_paused():
+            return self._time_points()
+
+    def _time_points(self) -> list[dict]:
         import torch
 
         job, out = self.job, []
@@ -225,10 +258,15 @@ class Runner:
             try:
                 with torch.inference_mode():
                     if point not in self.calls:  # a captured graph, a compiled or fixed-shape model: once
-                        self.calls[point] = self.prepare(self._inputs(*point))
-                    times = time_calls(self.calls[point], cuda_timer if self.cuda else cpu_timer,
-                                       warmup=job.warmup, runs=job.runs, min_runs=job.min_runs,
-                                       max_seconds=job.max_seconds, min_warmup=3 if compiled else 1)
+                        self.inputs[point] = self._inputs(*point)
+                        self.calls[point] = self.prepare(self.inputs[point])
+                    timer = cuda_timer if self.cuda else cpu_timer
+                    times = time_calls(self.calls[point], timer, warmup=job.warmup, runs=job.runs,
+                                       min_runs=job.min_runs, max_seconds=job.max_seconds,
+                                       min_warmup=3 if compiled else 1)
+                    e2e = time_calls(self._end_to_end(point), timer, warmup=job.warmup, runs=job.runs,
+                                     min_runs=job.min_runs, max_seconds=job.max_seconds) \
+                        if point == self.e2e_point else None
             except Exception as exc:
                 self.failed[point] = _why(exc)
                 self.calls.pop(point, None)
@@ -237,7 +275,7 @@ class Runner:
             # On CPU, what the resident set grew by since before loading; memory the process freed meanwhile (the
             # random-weight build, garbage) can leave it below that mark, which counts as no growth, never as less.
             peak = torch.cuda.max_memory_allocated() / 1e6 if self.cuda else max(0.0, peak_rss_mb() - self.rss_before)
-            out.append({"point": point, "times": times, "peak_mem_mb": peak})
+            out.append({"point": point, "times": times, "peak_mem_mb": peak} | ({"e2e_times": e2e} if e2e else {}))
         return out
 
 
@@ -252,24 +290,33 @@ def _base_row(target) -> dict:
     cuda = target.device == "cuda" and torch.cuda.is_available()
     return {"variant": target.variant, "precision": target.precision, "runtime": target.runtime,
             "device": target.device, "device_name": torch.cuda.get_device_name(0) if cuda else cpu_name(),
-            "weights": target.weights, "family": target.family}
+            "weights": target.weights, "family": target.family, "artifact_md5": target.artifact_md5}
 
 
-def rows_of(job: Job, layers: Any, rounds: list[list[dict]], note: str = "") -> list[dict]:
-    """The CSV rows of one target from the points of each round it was timed in (``rounds``, in round order);
-    every point's row says why it has no figures when it has none."""
+def rows_of(job: Job, layers: Any, rounds: list[list[dict]], note: str = "",
+            round_ids: list[int] | None = None) -> list[dict]:
+    """The CSV rows of one target from the points of each round it was timed in (``rounds``, in round order,
+    ``round_ids`` their numbers in the whole run: targets timed in the same round share its number); every
+    point's row says why it has no figures when it has none."""
     base = _base_row(job.target)
+    round_ids = list(range(len(rounds))) if round_ids is None else round_ids
     rows = []
     for i, point in enumerate(job.points):
-        per_round = [r[i] for r in rounds]
-        timed = [r for r in per_round if "times" in r]
+        per_round = [(n, r[i]) for n, r in zip(round_ids, rounds, strict=True)]
+        timed = [(n, r) for n, r in per_round if "times" in r]
         row = base | {"layers": layers, "batch_size": point[0], "seq_len": point[1]}
         if note or not timed:
-            notes = [r.get("note") for r in per_round if r.get("note")]
+            notes = [r.get("note") for _, r in per_round if r.get("note")]
             rows.append(row | {"note": note or (notes[0] if notes else "n/a: not timed")})
             continue
-        rows.append(row | summarise_rounds([r["times"] for r in timed], point[0])
-                    | {"peak_mem_mb": round(max(r["peak_mem_mb"] for r in timed), 1), "note": ""})
+        row |= summarise_rounds([r["times"] for _, r in timed], point[0])
+        row |= {"round_ids": ";".join(str(n) for n, _ in timed),
+                "peak_mem_mb": round(max(r["peak_mem_mb"] for _, r in timed), 1), "note": ""}
+        e2e = [r["e2e_times"] for _, r in timed if "e2e_times" in r]
+        if e2e:
+            e2e_p50s = summarise_rounds(e2e, point[0])
+            row |= {"e2e_ms_p50": e2e_p50s["latency_ms_p50"], "e2e_ms_best": e2e_p50s["latency_ms_best"]}
+        rows.append(row)
     return rows
 
 
@@ -314,27 +361,43 @@ def round_order(ids: list[int], round_index: int, seed: int) -> list[int]:
     return order
 
 
-def run_jobs(jobs: list[Job], progress: Callable[[str], None], rounds: int = 1, seed: int = 0) -> list[dict]:
-    """Time every job in ``rounds`` interleaved rounds. Each target is loaded once, in its own worker process
-    forked from a server that preloaded torch (a clean heap, its own thread pools, no import time); a round
-    times every target once, in an order shuffled anew each round, so that the machine's slow phases spread
-    over all variants. A worker that dies (a segfault, the OOM killer) gives rows saying so."""
-    import multiprocessing
+def plan_groups(jobs: list[Job], budget_mb: float) -> tuple[list[int], list[list[int]]]:
+    """(the reference targets, groups of the others): the references (bench_table.REFERENCES) stay loaded
+    throughout; the others are packed, in order, into groups whose estimated memory (Target.memory_mb) fits
+    the budget next to the references. A target larger than what is left is a group of its own."""
+    runnable = [i for i, job in enumerate(jobs) if not job.target.note]
+    references = [i for i in runnable if jobs[i].target.is_reference()]
+    left = budget_mb - sum(jobs[i].target.memory_mb() for i in references)
+    groups: list[list[int]] = []
+    used = 0.0
+    for i in (i for i in runnable if i not in references):
+        need = jobs[i].target.memory_mb()
+        if not groups or (groups[-1] and used + need > left):
+            groups.append([])
+            used = 0.0
+        groups[-1].append(i)
+        used += need
+    return references, groups or [[]]
 
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(WORKER_PRELOAD)
-    workers: dict[int, tuple[Any, Any]] = {}
-    layers: dict[int, Any] = {}
-    notes: dict[int, str] = {i: job.target.note for i, job in enumerate(jobs) if job.target.note}
-    timed: dict[int, list[list[dict]]] = {i: [] for i in range(len(jobs))}
-    work = tempfile.TemporaryDirectory(prefix="prunequant-bench-")
-    try:
-        for i, job in enumerate(jobs):
-            if i in notes:
-                continue
-            start = time.perf_counter()
-            parent, child = context.Pipe()
-            process = context.Process(target=_serve, args=(job, child, work.name), daemon=True)
+
+class _Workers:
+    """The worker processes of the targets loaded now, one each, forked from a server that preloaded torch."""
+
+    def __init__(self, jobs: list[Job], progress: Callable[[str], None], work: str):
+        import multiprocessing
+
+        self.context = multiprocessing.get_context("forkserver")
+        self.context.set_forkserver_preload(WORKER_PRELOAD)
+        self.jobs, self.progress, self.work = jobs, progress, work
+        self.loaded: dict[int, tuple[Any, Any]] = {}
+        self.layers: dict[int, Any] = {}
+        self.notes: dict[int, str] = {i: job.target.note for i, job in enumerate(jobs) if job.target.note}
+
+    def load(self, ids: list[int]) -> None:
+        for i in ids:
+            job, start = self.jobs[i], time.perf_counter()
+            parent, child = self.context.Pipe()
+            process = self.context.Process(target=_serve, args=(job, child, self.work), daemon=True)
             process.start()
             child.close()
             try:
@@ -342,28 +405,29 @@ def run_jobs(jobs: list[Job], progress: Callable[[str], None], rounds: int = 1, 
             except EOFError:
                 status, value = "failed", DIED
             if status == "failed":
-                notes[i] = value
+                self.notes[i] = value
                 process.join()
-                progress(f"  {job.target.variant:42s} {job.target.runtime:16s} {value}")
+                self.progress(f"  {job.target.variant:42s} {job.target.runtime:16s} {value}")
                 continue
-            workers[i], layers[i] = (process, parent), value
-            progress(f"  {job.target.variant:42s} {job.target.runtime:16s} loaded in "
-                     f"{time.perf_counter() - start:.1f} s")
-        order = sorted(workers)
-        for r in range(rounds):
-            start = time.perf_counter()
-            order = round_order(order, r, seed)
-            for i in list(order):
-                process, conn = workers[i]
-                try:
-                    conn.send(True)
-                    timed[i].append(conn.recv()[1])
-                except (EOFError, BrokenPipeError, ConnectionResetError):
-                    notes[i] = DIED
-                    order.remove(i)
-            progress(f"  round {r + 1}/{rounds}: {len(order)} targets in {time.perf_counter() - start:.1f} s")
-    finally:
-        for process, conn in workers.values():
+            self.loaded[i], self.layers[i] = (process, parent), value
+            self.progress(f"  {job.target.variant:42s} {job.target.runtime:16s} loaded in "
+                          f"{time.perf_counter() - start:.1f} s")
+
+    def time_round(self, i: int) -> list[dict] | None:
+        """One round of target i, or None (and a note) when its worker has died."""
+        try:
+            self.loaded[i][1].send(True)
+            return self.loaded[i][1].recv()[1]
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            self.notes[i] = DIED
+            self.stop([i])
+            return None
+
+    def stop(self, ids: list[int]) -> None:
+        for i in ids:
+            if i not in self.loaded:
+                continue
+            process, conn = self.loaded.pop(i)
             try:
                 conn.send(False)
             except (BrokenPipeError, OSError):
@@ -371,51 +435,49 @@ def run_jobs(jobs: list[Job], progress: Callable[[str], None], rounds: int = 1, 
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
+
+
+def run_jobs(jobs: list[Job], progress: Callable[[str], None], rounds: int = 1, seed: int = 0,
+             max_memory_mb: float = float("inf")) -> list[dict]:
+    """Time every job in ``rounds`` interleaved rounds per group (:func:`plan_groups`, under ``max_memory_mb``
+    and half the memory available now). Each target is loaded once, in its own worker process (a clean heap,
+    its own thread pools, no import time); a round times every loaded target once, in an order shuffled anew
+    each round, so that the machine's slow phases spread over all of them. The reference targets stay loaded
+    and are timed in every round of every group: each row records the numbers of the rounds it was timed in,
+    which pair it with the references (and with every target of its group). A worker that dies (a segfault,
+    the OOM killer) gives rows saying so."""
+    budget = min(max_memory_mb, available_memory_mb() / 2)
+    references, groups = plan_groups(jobs, budget)
+    progress(f"  memory plan: {len(references)} reference targets kept loaded, the other targets in "
+             f"{len(groups)} group(s) under {budget:.0f} MB (estimated)")
+    timed: dict[int, list[list[dict]]] = {i: [] for i in range(len(jobs))}
+    ids: dict[int, list[int]] = {i: [] for i in range(len(jobs))}
+    work = tempfile.TemporaryDirectory(prefix="prunequant-bench-")
+    workers = _Workers(jobs, progress, work.name)
+    number = 0
+    try:
+        workers.load(references)
+        for g, group in enumerate(groups):
+            workers.load(group)
+            order = sorted(i for i in references + group if i in workers.loaded)
+            for _ in range(rounds):
+                start = time.perf_counter()
+                order = round_order(order, number, seed)
+                for i in list(order):
+                    points = workers.time_round(i)
+                    if points is None:
+                        order.remove(i)
+                        continue
+                    timed[i].append(points)
+                    ids[i].append(number)
+                progress(f"  group {g + 1}/{len(groups)}, round {number + 1}: {len(order)} targets in "
+                         f"{time.perf_counter() - start:.1f} s")
+                number += 1
+            workers.stop([i for i in group])
+    finally:
+        workers.stop(list(workers.loaded))
         work.cleanup()
     rows: list[dict] = []
     for i, job in enumerate(jobs):
-        rows.extend(rows_of(job, layers.get(i, ""), timed[i], notes.get(i, "")))
+        rows.extend(rows_of(job, workers.layers.get(i, ""), timed[i], workers.notes.get(i, ""), ids[i]))
     return rows
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info(device: str, threads: int) -> dict:
-    """What the figures were measured on: CPU, threads, GPU, driver and library versions."""
-    import onnxruntime
-    import torch
-    import transformers
-
-    info = {"device": device, "cpu": cpu_name(), "cores": usable_cores(), "threads": threads,
-            "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "onnxruntime": onnxruntime.__version__,
-            "gpu": None, "cuda": torch.version.cuda, "driver": None,
-            "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    if device == "cuda" and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
-        try:
-            import subprocess
-
-            info["driver"] = subprocess.run(
-                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                capture_output=True, text=True, timeout=30, check=True,
-            ).stdout.strip().splitlines()[0]
-        except (OSError, subprocess.SubprocessError, IndexError):
-            pass
-    return info

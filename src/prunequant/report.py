@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 
 from prunequant import plots
-from prunequant.bench_table import COLUMNS, depth_section, summary_table
+from prunequant.bench_table import COLUMNS, depth_section, rounds_of, summary_table
+from prunequant.decision import ALPHA, Choice, fmt_cost, recommend
+from prunequant.host import machine_summary
 from prunequant.io import write_text
 from prunequant.params import require
-from prunequant.quantization import SCHEME_FAMILY
 
 
 @dataclass(frozen=True)
@@ -53,33 +54,68 @@ def read_bench(path: str | os.PathLike) -> pd.DataFrame:
     return frame
 
 
+def split_stale(bench: pd.DataFrame, results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows timing the artifact results.csv scored, the other rows): a timing belongs to the artifact folder of
+    the same DVC hash; a row of another build of it (or of a CSV that recorded no hash) is stale."""
+    if bench.empty:
+        return bench, bench
+    current = results.dropna(subset=["artifact_md5"]).drop_duplicates(["variant", "precision"])
+    current = dict(zip(zip(current.variant, current.precision, strict=True), current.artifact_md5, strict=True))
+    fresh = pd.Series([isinstance(md5, str) and current.get((source, precision)) == md5 for source, precision, md5
+                       in zip(bench.source, bench.precision, bench.artifact_md5, strict=True)], index=bench.index)
+    timed = bench.latency_ms_p50.notna()
+    return bench[fresh], bench[~fresh & timed]
+
+
 def _fastest(bench: pd.DataFrame, point: tuple[int, int]) -> pd.DataFrame:
-    """Per (source, precision): the row of the fastest runtime (by its best round) at one (batch, length) point;
-    rows of a CSV without rounds count their p50 as best and worst."""
+    """Per (source, precision): the row of its fastest runtime at one (batch, length) point, with ``paired``:
+    {round number: its p50 over the FP32 baseline's in that round} (plain p50s where the baseline's FP32 eager
+    model was not timed) and ``rank``: the median of those ratios, which decides the fastest."""
     at = bench[(bench.batch_size == point[0]) & (bench.seq_len == point[1]) & bench.latency_ms_p50.notna()].copy()
-    for column in ("latency_ms_best", "latency_ms_worst"):
-        at[column] = at[column].fillna(at.latency_ms_p50)
-    return at.sort_values("latency_ms_best").drop_duplicates(["source", "precision"])
+    reference = at[(at.source == "baseline") & (at.precision == "fp32") & (at.runtime == "eager")]
+    ref = rounds_of(reference.round_p50s_ms.iloc[0], reference.round_ids.iloc[0]) if len(reference) else {}
+    maps = []
+    for row in at.itertuples(index=False):
+        mine = rounds_of(row.round_p50s_ms, row.round_ids)
+        maps.append({n: v / ref[n] for n, v in mine.items() if n in ref} if ref else mine)
+    at["paired"] = maps
+    at["rank"] = [float(np.median(list(m.values()))) if m and ref else np.nan for m in maps]
+    at["order"] = at["rank"].fillna(at.latency_ms_p50)
+    return at.sort_values("order").drop_duplicates(["source", "precision"])
 
 
 def variant_table(results: pd.DataFrame, cpu: pd.DataFrame, gpu: pd.DataFrame, short: tuple[int, int],
                   wide: tuple[int, int], gpu_short: tuple[int, int] | None = None) -> pd.DataFrame:
-    """One row per (source model, scheme) on the test split: accuracy (with its device, CI and the paired test
-    against the baseline), size, and the latency and peak memory of its fastest runtime at ``short`` on CPU and
-    GPU, plus GPU throughput at ``wide``. Costs are NaN where a variant was not benchmarked."""
+    """One row per (source model, scheme): test accuracy (with its device, CI and the paired test against the
+    baseline) to report, the validation figures the decision reads (``val_``: accuracy, against the baseline and
+    against its own FP32 source), size, and the latency (median of the rounds' p50s), paired rounds, end-to-end
+    latency and peak memory of its fastest runtime at ``short`` on CPU and GPU, plus GPU throughput at ``wide``.
+    Only timings of the artifacts results.csv scored are used (:func:`split_stale`). Costs are NaN where a
+    variant was not benchmarked."""
     test = results[results.split == "test"].rename(columns={"variant": "source"})
     test = test.assign(measured_on=test.get("measured_on", test.device), kernels=test.get("kernels"))
     table = test[["source", "model", "layers", "precision", "device", "measured_on", "kernels", "size_mb", "status",
                   "accuracy",
                   "accuracy_ci_low", "accuracy_ci_high", "baseline_delta", "baseline_p", "baseline_verdict"]].copy()
-    table.loc[(table.source == "baseline") & (table.precision == "fp32"), "baseline_delta"] = 0.0
+    validation = results[results.split == "validation"].rename(columns={"variant": "source"})
+    validation = validation[["source", "precision", "accuracy", "baseline_delta", "baseline_p", "reference",
+                             "accuracy_delta", "mcnemar_p", "verdict"]].rename(columns={
+        "accuracy": "val_accuracy", "baseline_delta": "val_baseline_delta", "baseline_p": "val_baseline_p",
+        "reference": "val_reference", "accuracy_delta": "val_source_delta", "mcnemar_p": "val_source_p",
+        "verdict": "val_source_verdict"})
+    table = table.merge(validation, on=["source", "precision"], how="left")
+    is_baseline = (table.source == "baseline") & (table.precision == "fp32")
+    table.loc[is_baseline, "baseline_delta"] = 0.0
+    table.loc[is_baseline, "val_baseline_delta"] = 0.0
     table["label"] = [s if p == "fp32" else f"{s}-{p}" for s, p in zip(table.source, table.precision, strict=True)]
     for device, frame, point in (("cpu", cpu, short), ("gpu", gpu, gpu_short or short)):
-        fast = _fastest(frame, point)[["source", "precision", "runtime", "latency_ms_best", "latency_ms_worst",
-                                       "latency_ms_p50", "rounds", "peak_mem_mb"]]
-        fast = fast.rename(columns={"runtime": f"{device}_runtime", "latency_ms_best": f"{device}_ms",
-                                    "latency_ms_worst": f"{device}_ms_worst", "latency_ms_p50": f"{device}_ms_median",
-                                    "rounds": f"{device}_rounds", "peak_mem_mb": f"{device}_mem_mb"})
+        fast = _fastest(frame, point)[["source", "precision", "runtime", "latency_ms_p50", "latency_ms_best",
+                                       "latency_ms_worst", "rounds", "paired", "rank", "e2e_ms_p50", "peak_mem_mb"]]
+        fast = fast.rename(columns={"runtime": f"{device}_runtime", "latency_ms_p50": f"{device}_ms",
+                                    "latency_ms_best": f"{device}_ms_best", "latency_ms_worst": f"{device}_ms_worst",
+                                    "rounds": f"{device}_rounds", "paired": f"{device}_paired",
+                                    "rank": f"{device}_rank", "e2e_ms_p50": f"{device}_e2e_ms",
+                                    "peak_mem_mb": f"{device}_mem_mb"})
         table = table.merge(fast, on=["source", "precision"], how="left")
     wide_rows = gpu[(gpu.batch_size == wide[0]) & (gpu.seq_len == wide[1]) & gpu.throughput_per_s.notna()]
     best = wide_rows.sort_values("throughput_per_s", ascending=False).drop_duplicates(["source", "precision"])
@@ -89,118 +125,61 @@ def variant_table(results: pd.DataFrame, cpu: pd.DataFrame, gpu: pd.DataFrame, s
     return table.reset_index(drop=True)
 
 
-TARGETS = (  # (name, column, lower is better, unit)
-    ("CPU latency", "cpu_ms", True, "ms"),
-    ("GPU latency", "gpu_ms", True, "ms"),
-    ("GPU throughput", "gpu_throughput", False, "sentences/s"),
-    ("Smallest on disk", "size_mb", True, "MB"),
-)
-DEVICE_NAME = {"cuda": "GPU"}
-NOISE = 0.05  # latencies or throughputs closer than this (relative) count as a tie
-RUNTIME_OF = {"cpu_ms": "cpu_runtime", "gpu_ms": "gpu_runtime", "gpu_throughput": "gpu_throughput_runtime"}
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}%"
 
 
-def recommend(table: pd.DataFrame, max_drop_points: float, alpha: float = 0.05) -> list[dict]:
-    """Per deployment target: the best variant whose test accuracy is at most ``max_drop_points`` below the
-    baseline's, the runner-up, and sentences that justify the choice (or say why there is none)."""
-    eligible = table[table.accuracy.notna() & (table.baseline_delta >= -max_drop_points / 100 - 1e-12)]
-    choices = []
-    for name, column, lower, unit in TARGETS:
-        # equal costs (two 4-bit formats of one model have one size): the more accurate first
-        candidates = eligible[eligible[column].notna()].sort_values([column, "accuracy"], ascending=[lower, False],
-                                                                     kind="stable")
-        if column == "cpu_ms":  # a GPU scheme timed on a CPU (its slow fallback kernels) is no CPU deployment
-            candidates = candidates[candidates.device != "cuda"]
-        if candidates.empty:
-            reason = ("no variant was benchmarked there" if table[column].isna().all()
-                      else f"no benchmarked variant stays within {max_drop_points:g} points of the baseline")
-            choices.append({"target": name, "variant": None, "text": f"N/A: {reason}."})
+def _accuracy_clause(row, alpha: float) -> str:
+    """Validation (which chose) then test (reported) accuracy of a variant, each against the baseline."""
+    def against(delta, p):
+        return f"{100 * delta:+.2f} pts vs the baseline" + ("" if pd.isna(p) else f", McNemar p = {p:.2g}")
+
+    text = f"validation accuracy {_pct(row.val_accuracy)} ({against(row.val_baseline_delta, row.val_baseline_p)}"
+    if pd.notna(row.val_source_p) and row.val_reference != "baseline-fp32":
+        text += (f"; {100 * row.val_source_delta:+.2f} pts vs its FP32 source {row.val_reference}, "
+                 f"p = {row.val_source_p:.2g}, {'significant' if row.val_source_p < alpha else 'not significant'}")
+    return text + f"); test accuracy {_pct(row.accuracy)} ({against(row.baseline_delta, row.baseline_p)})"
+
+
+def _ratio_text(figures: dict, name: str) -> str:
+    return (f"{figures['median']:.3f}x {name} (median of {figures['rounds']} paired rounds, interquartile "
+            f"{figures['q1']:.3f} to {figures['q3']:.3f}, range {figures['low']:.3f} to {figures['high']:.3f})")
+
+
+def recommendations_markdown(choices: list, table: pd.DataFrame, alpha: float = 0.05) -> list[str]:
+    """One bullet per deployment target: the pick with its cost, paired ratios and accuracies, then the reasons."""
+    lines = []
+    rows = table.set_index("label", drop=False)
+    for choice in choices:
+        target = choice.target
+        if choice.variant is None:
+            lines.append(f"- **{target.name}**: {' '.join(choice.reasons)}")
             continue
-        best, tie = candidates.iloc[0], ""
-        if column in ("cpu_ms", "gpu_ms"):
-            tied = candidates[candidates[column] <= _slowest_round(best, column)]
-            if len(tied) > 1:  # their rounds overlap: the timing cannot separate them, accuracy and size can
-                best = tied.sort_values(["accuracy", "size_mb"], ascending=[False, True], kind="stable").iloc[0]
-                others = ", ".join(f"{r.label} ({_fmt(r[column], unit)})" for _, r in tied.iterrows()
-                                   if r.label != best.label)
-                tie = (f"Tied within run-to-run spread with {others}: the rounds of the fastest reach "
-                       f"{_fmt(_slowest_round(candidates.iloc[0], column), unit)}, so the most accurate of them, "
-                       "then the smallest, is chosen.")
-                candidates = pd.concat([tied[tied.label == best.label], candidates[candidates.label != best.label]])
-        value = best[column]
-        runtime = best.get(RUNTIME_OF.get(column, ""))
-        text = [f"**{best.label}** ({runtime + ', ' if isinstance(runtime, str) else ''}{_fmt(value, unit)}"
-                f"{_spread(best, column)}"]
-        base = table[(table.source == "baseline") & (table.precision == "fp32")]
-        if len(base) and pd.notna(base[column].iloc[0]) and column != "gpu_throughput":
-            text[0] += f", {value / base[column].iloc[0]:.3f}x the FP32 baseline"
-        elif len(base) and pd.notna(base[column].iloc[0]):
-            text[0] += f", {value / base[column].iloc[0]:.1f}x the FP32 baseline"
-        if column == "cpu_ms":  # against what a user gets off the shelf: the fastest INT8 of the unpruned model
-            peers = candidates_peer(table, column)
-            if len(peers) and best.label != peers.iloc[0].label:
-                peer = peers.iloc[0]
-                text[0] += f", {value / peer[column]:.3f}x the fastest INT8 of the unpruned baseline, {peer.label} " \
-                           f"({peer.cpu_runtime})"
-        text[0] += f"; test accuracy {100 * best.accuracy:.2f}%"
-        text[0] += f", {100 * best.baseline_delta:+.2f} pts vs the baseline)."
-        if pd.notna(best.baseline_p):
-            significant = best.baseline_p < alpha
-            text.append(f"Its accuracy difference to the baseline is {'' if significant else 'not '}significant "
-                        f"(McNemar p = {best.baseline_p:.2g}).")
-        if tie:
-            text.append(tie)
-        elif len(candidates) > 1:
-            second = candidates.iloc[1]
-            gap = abs(second[column] - value) / value
-            if column == "gpu_throughput" and gap < NOISE:
-                text.append(f"{second.label} ({_fmt(second[column], unit)}) is within {100 * NOISE:.0f}% of it "
-                            f"({100 * gap:.0f}% apart), a gap run-to-run noise can make: either will do.")
-            else:
-                text.append(f"Runner-up: {second.label} ({_fmt(second[column], unit)}).")
-        if column == "size_mb":  # a user deploying on the other device wants its smallest variant too
-            for device, rows in candidates[candidates.device != best.device].groupby("device", sort=True):
-                other = rows.iloc[0]
-                where = DEVICE_NAME.get(device, device.upper())
-                text.append(f"Smallest {where} variant: {other.label} ({_fmt(other[column], unit)}, "
-                            f"test accuracy {100 * other.accuracy:.2f}%, {100 * other.baseline_delta:+.2f} pts).")
-        choices.append({"target": name, "variant": best.label, "text": " ".join(text), column: float(value),
-                        "accuracy": float(best.accuracy), "accuracy_delta_vs_baseline": float(best.baseline_delta)})
-    return choices
-
-
-def candidates_peer(table: pd.DataFrame, column: str) -> pd.DataFrame:
-    """The unpruned baseline's post-training INT8 CPU variants that were timed (what a user gets off the shelf from
-    ONNX Runtime, OpenVINO or torch; not the QAT family, which trains), fastest first."""
-    off_the_shelf = table.precision.map(lambda p: SCHEME_FAMILY.get(p) != "qat").astype(bool)
-    rows = table[(table.source == "baseline") & table.precision.str.contains("int8") & (table.device == "cpu")
-                 & table[column].notna() & off_the_shelf]
-    return rows.sort_values(column)
-
-
-def _slowest_round(row, column: str) -> float:
-    """The slowest round's p50 of a timed variant (the top of its run-to-run spread); a variant timed in one round
-    has no spread measured, and gets NOISE around its p50 instead."""
-    worst, rounds = row.get(f"{column}_worst"), row.get(f"{column[:3]}_rounds")
-    if pd.notna(worst) and pd.notna(rounds) and rounds > 1:
-        return float(worst)
-    return float(row[column]) * (1 + NOISE)
-
-
-def _spread(row, column: str) -> str:
-    """', best of N rounds, slowest +x%' for a timed variant, '' otherwise."""
-    rounds, worst = row.get(f"{column[:3]}_rounds"), row.get(f"{column}_worst")
-    if column not in ("cpu_ms", "gpu_ms") or pd.isna(rounds) or rounds < 2 or pd.isna(worst):
-        return ""
-    return f", best of {int(rounds)} rounds, slowest +{100 * (worst - row[column]) / row[column]:.0f}%"
-
-
-def _fmt(value: float, unit: str) -> str:
-    if unit == "ms":
-        return f"{value:.3f} ms" if value < 10 else f"{value:.1f} ms"
-    if unit == "MB":
-        return f"{value:.1f} MB"
-    return f"{value:,.0f} {unit}"
+        row, figures = rows.loc[choice.variant], choice.figures
+        cost = fmt_cost(choice.value, target.unit)
+        if target.column in ("cpu_ms", "gpu_ms"):
+            cost = (f"p50 {cost}, the median of {int(row[f'{target.column[:3]}_rounds'])} rounds "
+                    f"({fmt_cost(row[f'{target.column}_best'], 'ms')} to "
+                    f"{fmt_cost(row[f'{target.column}_worst'], 'ms')})")
+        head = f"**{choice.variant}** ({choice.runtime + ', ' if choice.runtime else ''}{cost}"
+        if "ratio_vs_fp32_baseline" in figures:
+            head += "; " + _ratio_text(figures["ratio_vs_fp32_baseline"], "the FP32 baseline's time")
+        if "ratio_vs_unpruned_int8" in figures:
+            peer = figures["ratio_vs_unpruned_int8"]
+            head += "; " + _ratio_text(peer, f"the fastest INT8 of the unpruned baseline, {peer['peer']}")
+        text = [head + "; " + _accuracy_clause(row, alpha) + ")."]
+        if "end_to_end_ms" in figures:
+            base = rows.loc["baseline"] if "baseline" in rows.index else None
+            text.append(f"One request end to end (text, tokenizer, runtime, label; batch 1 at the same length): "
+                        f"{fmt_cost(figures['end_to_end_ms'], 'ms')}"
+                        + ("" if base is None or pd.isna(base.cpu_e2e_ms) else
+                           f", against {fmt_cost(base.cpu_e2e_ms, 'ms')} for the FP32 baseline") + ".")
+        text += list(choice.reasons)
+        if choice.runner_up and not choice.tied_with:
+            second = rows.loc[choice.runner_up, target.column]
+            text.append(f"Runner-up: {choice.runner_up} ({fmt_cost(second, target.unit)}).")
+        lines.append(f"- **{target.name}**: {' '.join(text)}")
+    return lines
 
 
 def results_markdown(table: pd.DataFrame, confidence_level: float) -> str:
@@ -227,22 +206,32 @@ def results_markdown(table: pd.DataFrame, confidence_level: float) -> str:
     def latency(row):
         if pd.isna(row.cpu_ms):
             return "N/A"
-        worst = getattr(row, "cpu_ms_worst", float("nan"))
-        spread = "" if pd.isna(worst) or worst == row.cpu_ms else f"+{100 * (worst - row.cpu_ms) / row.cpu_ms:.0f}%, "
+        best, worst = getattr(row, "cpu_ms_best", float("nan")), getattr(row, "cpu_ms_worst", float("nan"))
+        spread = "" if pd.isna(worst) or worst == best else f"{best:.3f}-{worst:.3f}, "
         return f"{row.cpu_ms:.3f} ({spread}{row.cpu_runtime})"
+
+    def validation(row):
+        if pd.isna(row.val_accuracy):
+            return "N/A"
+        text = f"{100 * row.val_accuracy:.2f}"
+        if pd.notna(row.val_source_p):
+            text += f"; {100 * row.val_source_delta:+.2f} vs {row.val_reference}, p={row.val_source_p:.2g}, " \
+                    f"{row.val_source_verdict}"
+        return text
 
     level = f"{100 * confidence_level:g}% CI"
     lines = [f"| variant | layers | size (MB) | accuracy on GPU % [{level}] | latency on GPU (ms) | peak GPU memory (MB) "
-             f"| accuracy on CPU % [{level}] | latency on CPU (ms, slowest round) | peak CPU memory (MB) "
-             f"| Δ pts vs baseline (McNemar) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             f"| accuracy on CPU % [{level}] | latency on CPU (ms, median of rounds; best-worst round) "
+             f"| peak CPU memory (MB) | Δ pts vs baseline (McNemar) | validation % (Δ pts vs its FP32 source, "
+             f"McNemar: what the recommendation reads) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     measured = table.accuracy.notna() | table.cpu_ms.notna() | table.gpu_ms.notna()
     for row in table[measured].itertuples(index=False):
         gpu_ms = "N/A" if pd.isna(row.gpu_ms) else f"{row.gpu_ms:.3f} ({row.gpu_runtime})"
         lines.append(
             f"| {row.label} | {row.layers} | {num(row.size_mb, '.1f')} | {accuracy(row, 'cuda')} | {gpu_ms} "
             f"| {num(row.gpu_mem_mb, '.0f')} | {accuracy(row, 'cpu')} | {latency(row)} "
-            f"| {num(row.cpu_mem_mb, '.0f')} | {verdict(row)} |"
+            f"| {num(row.cpu_mem_mb, '.0f')} | {verdict(row)} | {validation(row)} |"
         )
     elsewhere = table[measured & table.accuracy.notna() & (table.measured_on != table.device)]
     if len(elsewhere):
@@ -271,10 +260,20 @@ def _machine_line(folder: Path, name: str) -> str:
     path = folder / f"{name}-machine.json"
     if not path.is_file():
         return f"{name.upper()}: not benchmarked (run `make bench-{name}`)"
-    info = json.loads(path.read_text())
-    where = info.get("gpu") if name == "gpu" else f"{info.get('cpu')}, {info.get('threads')} threads"
-    when = f", measured {info['measured_at']}" if info.get("measured_at") else ""
-    return f"{name.upper()}: {where} (torch {info.get('torch')}{when}; `{path}`)"
+    return f"{name.upper()}: timed on {machine_summary(json.loads(path.read_text()))} (`{path}`)"
+
+
+def stale_lines(stale: dict[str, pd.DataFrame]) -> list[str]:
+    """Say which timings were left out because their artifact was rebuilt since, and how to refresh them."""
+    lines = []
+    for device, rows in stale.items():
+        if rows.empty:
+            continue
+        labels = sorted({s if p == "fp32" else f"{s}-{p}" for s, p in zip(rows.source, rows.precision, strict=True)})
+        lines.append(f"**Stale {device.upper()} timings, not shown**: {', '.join(labels)}: the artifact was rebuilt "
+                     f"after it was timed (its DVC hash in `metrics/bench/{device}.csv` is not the one results.csv "
+                     f"scored). Refresh them with `make bench-{device}`, then `dvc repro report`.")
+    return lines + ([""] if lines else [])
 
 
 def estimators_markdown(frame: pd.DataFrame, prune) -> list[str]:
@@ -313,7 +312,7 @@ def estimators_markdown(frame: pd.DataFrame, prune) -> list[str]:
 
 
 def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params, study: Path | None = None,
-                 estimators: pd.DataFrame | None = None) -> list[dict]:
+                 estimators: pd.DataFrame | None = None) -> list[Choice]:
     """reports/report.md, its figures and the DVC plot tables; returns the recommendations. ``estimators``:
     :func:`prunequant.sensitivity.estimator_comparison` of the baseline, shown under the sensitivity chart."""
     cpu, gpu = read_bench(bench_dir / "cpu.csv"), read_bench(bench_dir / "gpu.csv")
@@ -321,6 +320,7 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params, stud
     models = set(results.model.dropna())
     stale = sorted({f for f in pd.concat([cpu, gpu]).query("weights == 'trained'").family.dropna() if f not in models})
     cpu_t, gpu_t = (f[(f.weights == "trained") & f.family.isin(models)] for f in (cpu, gpu))
+    (cpu_t, cpu_stale), (gpu_t, gpu_stale) = split_stale(cpu_t, results), split_stale(gpu_t, results)
     short, wide = bench_points(cpu_t if len(cpu_t) else gpu_t)
     gpu_short, gpu_wide = bench_points(gpu_t) if len(gpu_t) else (short, wide)
     table = variant_table(results, cpu_t, gpu_t, short, gpu_wide, gpu_short)
@@ -356,7 +356,7 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params, stud
                    data.assign(front=front)[["label", column, "accuracy", "front"]].to_csv(index=False))
         images.append((f"Pareto front: accuracy vs {label}", f"figures/{stem}.png"))
 
-    chosen = [c["variant"] for c in choices if c["variant"]]
+    chosen = [c.variant for c in choices if c.variant]
     pick = table[((table.precision == "fp32") | table.label.isin(chosen)) & table.accuracy.notna()]
     axes = {"size_mb": "size", "cpu_ms": "CPU latency", "gpu_ms": "GPU latency", "cpu_mem_mb": "CPU peak memory",
             "gpu_mem_mb": "GPU peak memory", "accuracy": "accuracy"}
@@ -377,27 +377,33 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params, stud
         "without CUDA: `measured_on` and `kernels` in results.csv); the paired test is an exact McNemar test "
         "against the FP32 baseline on the same sentences. "
         f"Latency is the p50 of single calls at batch 1 x {short[1]} tokens (one short sentence) "
-        "in the fastest runtime measured, from the best of the benchmark's interleaved rounds (other work on the "
-        "machine only ever adds time), with the slowest round's excess as its run-to-run spread; two variants "
-        "whose rounds overlap are tied, and the tie goes to accuracy, then size; peak memory is the process's resident-set growth on CPU and the CUDA "
+        "in the fastest runtime measured: the median of the benchmark's interleaved rounds' p50s, with the best "
+        "and the slowest round as its run-to-run spread, and only for the artifact results.csv scored (the same "
+        "DVC hash); peak memory is the process's resident-set growth on CPU and the CUDA "
         "allocator's peak on GPU, at that point, in MB (10^6 bytes). N/A: not measured on that device."
         + (f" Benchmark rows of {', '.join(stale)} are left out: they were measured on another model; rerun "
            "`make bench-cpu` / `make bench-gpu`." if stale else ""),
         "",
         "## Recommendation per deployment target",
         "",
-        f"The best variant whose test accuracy is at most {params.report.max_accuracy_drop:g} "
-        f"point{'' if params.report.max_accuracy_drop == 1 else 's'} below the "
-        "baseline's (`report.max_accuracy_drop`).",
-        "",
-        *[f"- **{c['target']}**: {c['text']}" for c in choices],
-        "",
-        f"## Results: {', '.join(table.model.dropna().unique())}",
-        "",
-        results_markdown(table, level),
+        "Chosen on the validation split, reported on the test split. Eligible: a variant whose validation "
+        f"accuracy is at most {params.report.max_accuracy_drop:g} "
+        f"point{'' if params.report.max_accuracy_drop == 1 else 's'} below the baseline's "
+        "(`report.max_accuracy_drop`) and not significantly below its own FP32 source's (exact McNemar, "
+        f"p < {ALPHA:g}). Latency: the fastest by the median of its per-round ratio to the FP32 baseline timed in "
+        "the same round; another variant is tied with it when the interquartile range of their per-round paired "
+        "ratio contains 1 (one outlier round moves neither quartile), and among tied variants the most accurate "
+        "on validation, then the smallest, is chosen.",
         "",
         _machine_line(bench_dir, "cpu") + "  ",
         _machine_line(bench_dir, "gpu"),
+        "",
+        *recommendations_markdown(choices, table, ALPHA),
+        "",
+        *stale_lines({"cpu": cpu_stale, "gpu": gpu_stale}),
+        f"## Results: {', '.join(table.model.dropna().unique())}",
+        "",
+        results_markdown(table, level),
         "",
         "## Layer sensitivity",
         "",
@@ -422,7 +428,8 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params, stud
     return choices
 
 
-def recommendation_metrics(choices: list[dict]) -> dict:
-    """metrics/report.json: per target the chosen variant and its figures (for `dvc metrics diff`)."""
-    return {c["target"].lower().replace(" ", "_"): {k: v for k, v in c.items() if k not in ("target", "text")}
-            for c in choices}
+def recommendation_metrics(choices: list[Choice]) -> dict:
+    """metrics/report.json: per target the chosen variant, its runner-up and its figures (for `dvc metrics
+    diff`)."""
+    return {c.target.name.lower().replace(" ", "_"): {"variant": c.variant} | (
+        {"runner_up": c.runner_up, **c.figures} if c.variant else {}) for c in choices}

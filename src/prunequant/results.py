@@ -28,6 +28,7 @@ RESULT_COLUMNS = [
     "accuracy_ci_high",
     "macro_f1",
     "size_mb",
+    "artifact_md5",  # the DVC hash of the artifact folder scored (a timing belongs to the row of the same hash)
     "status",
     "reference",
     "accuracy_delta",
@@ -47,7 +48,7 @@ def evaluation_rows(evaluation: dict) -> list[dict]:
     if missing:
         raise PrunequantError(f"evaluation metrics lack {', '.join(missing)}; rerun `dvc repro evaluate`")
     description = {key: evaluation[key] for key in _DESCRIPTION_KEYS}
-    description |= {key: evaluation.get(key) for key in ("reference", "measured_on", "kernels", "eval_batch")}
+    description |= {key: evaluation.get(key) for key in ("reference", "measured_on", "kernels", "eval_batch", "artifact_md5")}
     if evaluation["status"] != "ok":  # e.g. "n/a: needs CUDA": a row per split, with no figures
         return [{**description, "split": split} for split in SCORED_SPLITS]
     rows = []

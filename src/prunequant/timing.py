@@ -3,8 +3,10 @@ latency percentiles, and the process's resident-set figures."""
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
+from contextlib import contextmanager
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,35 @@ def time_calls(call: Callable[[], Any], timer: Callable[[Callable[[], Any]], flo
         if len(times) >= min_runs and sum(times) > 1000 * max_seconds:
             break
     return times
+
+
+# A tail percentile is reported only when at least this many calls lie beyond it (p90: 50 calls, p99: 500);
+# from fewer, the "p99" is just the slowest call or two, so it is left empty (NaN) rather than shown.
+MIN_CALLS_BEYOND = 5
+
+
+def tail_percentile(times: list[float], q: float) -> float:
+    """The q-th percentile of the call times (numpy's linear interpolation), or NaN when fewer than
+    MIN_CALLS_BEYOND calls lie beyond it."""
+    import numpy as np
+
+    if len(times) * (100 - q) / 100 < MIN_CALLS_BEYOND - 1e-9:
+        return float("nan")
+    return round(float(np.percentile(times, q)), 4)
+
+
+@contextmanager
+def gc_paused():
+    """The garbage collector off for a timed block (after a collection): a collection cycle landing in one call
+    would show as a slow call of the model."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def cpu_timer(call: Callable[[], Any]) -> float:
@@ -50,20 +81,19 @@ def summarise_rounds(rounds: list[list[float]], batch_size: int) -> dict:
     """One point's figures from the call times (ms) of each round it was timed in: the median of the rounds'
     p50s (what a user typically sees), the best and the worst round's p50 (interference from other work only
     ever adds time, so the best round is the steadiest estimate of what the variant costs, and best..worst is
-    the run-to-run spread), each round's p50, and p90/p99/mean over all timed calls (numpy's linear
-    interpolation). Throughput is at the best round's p50."""
+    the run-to-run spread), each round's p50, and p90/p99 (see :func:`tail_percentile`) and the mean over all
+    timed calls. Throughput is at the best round's p50."""
     import numpy as np
 
     p50s = [float(np.percentile(times, 50)) for times in rounds]
     every = [t for times in rounds for t in times]
-    p90, p99 = (float(v) for v in np.percentile(every, [90, 99]))
     best = min(p50s)
     return {
         "latency_ms_p50": round(float(np.median(p50s)), 4),
         "latency_ms_best": round(best, 4),
         "latency_ms_worst": round(max(p50s), 4),
-        "latency_ms_p90": round(p90, 4),
-        "latency_ms_p99": round(p99, 4),
+        "latency_ms_p90": tail_percentile(every, 90),
+        "latency_ms_p99": tail_percentile(every, 99),
         "latency_ms_mean": round(statistics.fmean(every), 4),
         "throughput_per_s": round(1000 * batch_size / best, 2),
         "runs": len(every),
