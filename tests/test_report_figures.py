@@ -396,6 +396,13 @@ def test_a_rebuilt_artifact_s_timing_is_reported_stale_never_as_current(bench_di
     (cpu_pick, *_) = write_report(results, bench_dir, out, params)
     report = (out / "report.md").read_text()
     assert cpu_pick.variant == "baseline-onnx-int8-dynamic"
+    cpu.assign(artifact_md5="an earlier build").to_csv(bench_dir / "cpu.csv", index=False)  # every artifact rebuilt
+    (cpu_pick, *_) = write_report(results, bench_dir, out, params)
+    assert cpu_pick.variant is None and ("N/A: no variant was measured there. Timings of rebuilt artifacts were left "
+                                         "out as stale (below).") in (out / "report.md").read_text()
+    cpu.to_csv(bench_dir / "cpu.csv", index=False)
+    (cpu_pick, *_) = write_report(results, bench_dir, out, params)
+    report = (out / "report.md").read_text()
     assert ("**Stale CPU timings, not shown**: pruned-3-onnx-int8-dynamic: the artifact was rebuilt after it was "
             "timed") in report and "Refresh them with `make bench-cpu`" in report
     row = next(line for line in report.splitlines() if line.startswith("| pruned-3-onnx-int8-dynamic |"))

@@ -146,14 +146,18 @@ def _ratio_text(figures: dict, name: str) -> str:
             f"{figures['q1']:.3f} to {figures['q3']:.3f}, range {figures['low']:.3f} to {figures['high']:.3f})")
 
 
-def recommendations_markdown(choices: list, table: pd.DataFrame, alpha: float = 0.05) -> list[str]:
-    """One bullet per deployment target: the pick with its cost, paired ratios and accuracies, then the reasons."""
+def recommendations_markdown(choices: list, table: pd.DataFrame, alpha: float = ALPHA,
+                             stale: tuple[str, ...] = ()) -> list[str]:
+    """One bullet per deployment target: the pick with its cost, paired ratios and accuracies, then the reasons.
+    ``stale``: the devices whose timings were all or partly left out as stale (said where nothing was chosen)."""
     lines = []
     rows = table.set_index("label", drop=False)
     for choice in choices:
         target = choice.target
         if choice.variant is None:
-            lines.append(f"- **{target.name}**: {' '.join(choice.reasons)}")
+            device = {"cpu_ms": "cpu", "gpu_ms": "gpu", "gpu_throughput": "gpu"}.get(target.column)
+            note = " Timings of rebuilt artifacts were left out as stale (below)." if device in stale else ""
+            lines.append(f"- **{target.name}**: {' '.join(choice.reasons)}{note}")
             continue
         row, figures = rows.loc[choice.variant], choice.figures
         cost = fmt_cost(choice.value, target.unit)
@@ -398,7 +402,8 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params, stud
         _machine_line(bench_dir, "cpu") + "  ",
         _machine_line(bench_dir, "gpu"),
         "",
-        *recommendations_markdown(choices, table, ALPHA),
+        *recommendations_markdown(choices, table, ALPHA, tuple(
+            device for device, rows in (("cpu", cpu_stale), ("gpu", gpu_stale)) if len(rows))),
         "",
         *stale_lines({"cpu": cpu_stale, "gpu": gpu_stale}),
         f"## Results: {', '.join(table.model.dropna().unique())}",
