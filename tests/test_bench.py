@@ -458,3 +458,21 @@ def test_steal_time_over_the_run(tmp_path):
     stat.write_text("cpu  200 0 100 1600 20 0 0 80 0 0\n")
     assert start == (40, 1000) and host.steal_percent(start, host.cpu_times(stat)) == 4.0  # 40 of 1000 jiffies
     assert host.cpu_times(tmp_path / "missing") is None and host.steal_percent(None, (1, 2)) is None
+
+
+def test_the_artifact_hash_is_the_one_dvc_records(tmp_path):
+    """folder_md5 is DVC's own directory hash (dvc.lock's `md5: <...>.dir`), computed here by DVC's library."""
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db import HashFileDB
+    from dvc_objects.fs.local import LocalFileSystem
+
+    from prunequant.fingerprint import folder_md5
+
+    folder = tmp_path / "artifact"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"\x00weights" * 1000)
+    (folder / "config.json").write_text('{"a": 1}')
+    (folder / "sub" / "vocab.txt").write_text("[PAD]\nhello\n")
+    fs = LocalFileSystem()
+    _, _, tree = build(HashFileDB(fs, str(tmp_path / "odb")), str(folder), fs, "md5")
+    assert folder_md5(folder) == tree.hash_info.value and folder_md5(folder).endswith(".dir")

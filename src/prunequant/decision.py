@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from prunequant.bench_table import paired_ratios
 from prunequant.quantization import SCHEME_FAMILY
 
 
@@ -65,9 +66,9 @@ def paired(a: dict[int, float], b: dict[int, float]) -> Ratio | None:
     """The per-round ratio a / b of two targets' ``{round number: p50 over the FP32 reference's in that round}``:
     over the rounds both were timed in (the reference cancels: the plain ratio of their p50s), else, for targets
     timed in different groups of rounds, round by round in order (each normalised by the reference of its round)."""
-    common = sorted(a.keys() & b.keys())
+    common = paired_ratios(a, b)
     if common:
-        return Ratio.of([a[n] / b[n] for n in common])
+        return Ratio.of(common)
     pairs = zip((a[n] for n in sorted(a)), (b[n] for n in sorted(b)), strict=False)
     return Ratio.of([x / y for x, y in pairs])
 
