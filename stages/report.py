@@ -12,7 +12,8 @@ from prunequant.evaluation import EvaluateConfig
 from prunequant.io import write_json
 from prunequant.params import load
 from prunequant.pruning import PruneConfig
-from prunequant.report import ReportConfig, recommendation_metrics, write_report
+from prunequant.decision import ReportConfig
+from prunequant.report import recommendation_metrics, write_report
 from prunequant.sensitivity import estimator_comparison
 
 

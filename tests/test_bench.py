@@ -261,9 +261,9 @@ def test_the_memory_plan_keeps_the_references_loaded_and_packs_the_rest_under_th
         target("baseline-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime-fixed", 23),
         target("pruned-3-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 18),
         bench.Target("pruned-4-int8-dynamic", "int8-dynamic", "eager", "cpu", "minilm-l6", note="n/a: not built")]]
-    # estimates: 3 x size + 150 MB: references 420 + 219; the others 360, 219, 204
-    references, groups = bench_worker.plan_groups(jobs, budget_mb=639 + 430)
-    assert references == [0, 2] and groups == [[1], [3, 4]]  # 360 + 219 > 430; 219 + 204 fits
+    # estimates: 3 x size + 250 MB: references 520 + 319; the others 460, 319, 304
+    references, groups = bench_worker.plan_groups(jobs, budget_mb=839 + 630)
+    assert references == [0, 2] and groups == [[1], [3, 4]]  # 460 + 319 > 630; 319 + 304 fits
     assert bench_worker.plan_groups(jobs, float("inf")) == ([0, 2], [[1, 3, 4]])
     assert bench_worker.plan_groups(jobs, 100) == ([0, 2], [[1], [3], [4]])  # too small: one at a time
     assert jobs[0].target.is_reference() and not jobs[3].target.is_reference()
@@ -272,21 +272,33 @@ def test_the_memory_plan_keeps_the_references_loaded_and_packs_the_rest_under_th
     assert not shape.is_reference() and shape.memory_mb() > 3 * 4 * 8 * 12 * 768 ** 2 / 1e6
 
 
-def test_groups_of_rounds_pair_every_target_with_the_references():
+def test_groups_of_rounds_pair_every_target_with_the_references_and_final_rounds_add_to_the_contenders():
     """Two groups under a tiny memory budget: the reference is timed in every round of both, each other target in
-    its group's rounds only, and the round numbers say which."""
+    its group's rounds only, and the round numbers say which. Then the final rounds: the contender the callback
+    picks from the groups' rows is reloaded and timed again with the reference, at the chosen point only."""
     targets = [bench.Target("bert-tiny", "fp32", "eager", "cpu", "bert-tiny", "bert-tiny", "random"),
                bench.Target("bert-tiny:1", "fp32", "eager", "cpu", "bert-tiny", "bert-tiny:1", "random"),
                bench.Target("bert-tiny-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime-fixed", "cpu",
                             "bert-tiny", "bert-tiny", "random")]
-    jobs = [bench.Job(target=t, points=((1, 8),), texts=("a fine film .",), warmup=1, runs=3, min_runs=2,
+    jobs = [bench.Job(target=t, points=((1, 8), (1, 16)), texts=("a fine film .",), warmup=1, runs=3, min_runs=2,
                       max_seconds=0.02, threads=1, settings={}, seed=0) for t in targets]
+    seen = []
+
+    def final(rows):
+        seen.extend((r["variant"], r["seq_len"], r["round_ids"]) for r in rows)
+        return [0, 1], (1, 8)  # the reference is timed in the final rounds anyway, never twice
+
     lines = []
-    rows = bench_worker.run_jobs(jobs, lines.append, rounds=2, max_memory_mb=1)
-    ids = {(r["variant"], r["runtime"]): r["round_ids"] for r in rows}
-    assert ids == {("bert-tiny", "eager"): "0;1;2;3", ("bert-tiny:1", "eager"): "0;1",
-                   ("bert-tiny-onnx-int8-dynamic", "onnxruntime-fixed"): "2;3"}
+    rows = bench_worker.run_jobs(jobs, lines.append, rounds=2, max_memory_mb=1, final=final, final_rounds=3)
+    ids = {(r["variant"], r["seq_len"]): r["round_ids"] for r in rows}
+    assert ids == {("bert-tiny", 8): "0;1;2;3;4;5;6", ("bert-tiny", 16): "0;1;2;3",
+                   ("bert-tiny:1", 8): "0;1;4;5;6", ("bert-tiny:1", 16): "0;1",
+                   ("bert-tiny-onnx-int8-dynamic", 8): "2;3", ("bert-tiny-onnx-int8-dynamic", 16): "2;3"}
+    assert ("bert-tiny:1", 8, "0;1") in seen  # the callback read the groups' rows, before the final rounds
+    by_key = {(r["variant"], r["seq_len"]): r for r in rows}
+    assert by_key[("bert-tiny:1", 8)]["rounds"] == 5 and len(by_key[("bert-tiny:1", 8)]["round_p50s_ms"].split(";")) == 5
     assert any("2 group(s)" in line for line in lines)
+    assert any(line.startswith("  final rounds at batch 1 x 8 tokens: bert-tiny:1 (eager)") for line in lines)
 
 
 def test_peak_memory_is_never_negative_when_the_process_freed_memory_meanwhile(monkeypatch):

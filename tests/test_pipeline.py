@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -188,7 +189,7 @@ def test_second_repro_reruns_nothing(workspace):
 
 def test_bench_cpu_times_every_cpu_variant_and_plain_repro_never_benchmarks(workspace):
     set_params(workspace, bench={"warmup": 1, "runs": 3, "min_runs": 2, "max_seconds": 0.05, "batch_sizes": [1, 2],
-                            "seq_lengths": [8, 16], "batch_seq_length": 16, "rounds": 2})
+                            "seq_lengths": [8, 16], "batch_seq_length": 16, "rounds": 2, "final_rounds": 2})
     result = sh("dvc", "repro", "bench/dvc.yaml:bench-cpu", cwd=workspace)  # what `make bench-cpu` runs
     assert ran_stages(result.stdout) == ["bench/dvc.yaml:bench-cpu", MACHINE]  # the models are reused
     csv = pd.read_csv(workspace / "metrics" / "bench" / "cpu.csv")
@@ -199,7 +200,16 @@ def test_bench_cpu_times_every_cpu_variant_and_plain_repro_never_benchmarks(work
         ("baseline-onnx-int8-dynamic", "onnxruntime-fixed"): 2, ("pruned-4-onnx-int8-dynamic", "onnxruntime-fixed"): 2}
     assert csv[["batch_size", "seq_len"]].drop_duplicates().values.tolist() == [[1, 8], [1, 16], [2, 16]]
     assert csv.latency_ms_p50.gt(0).all() and csv.runs.ge(4).all() and (csv.weights == "trained").all()
-    assert (csv.rounds == 2).all() and set(csv.layers) == {6, 4}
+    assert set(csv.layers) == {6, 4}
+    # the final rounds: the contenders the groups' rows and results.csv name, and the references, timed twice more
+    # at one short sentence (batch 1 x 8 tokens); every other point keeps its 2 rounds
+    final = re.search(r"final rounds at batch 1 x 8 tokens: (.*)", result.stdout).group(1)
+    again = {("baseline", "eager"), ("baseline-onnx-int8-dynamic", "onnxruntime")} | set(
+        re.findall(r"([\w-]+) \(([\w-]+)\)", final))
+    short = (csv.batch_size == 1) & (csv.seq_len == 8)
+    assert csv[short].set_index(["variant", "runtime"]).rounds.to_dict() == {
+        (v, r): 4 if (v, r) in again else 2 for v, r in csv[short][["variant", "runtime"]].itertuples(index=False)}
+    assert (csv[~short].rounds == 2).all() and len(again) > 2
     assert "| pruned-4-onnx-int8-dynamic | onnxruntime | 4 |" in (workspace / "reports" / "bench-cpu.md").read_text()
     # Timings are never restored from a cache, and a plain `dvc repro` never re-times anything.
     assert "bench/dvc.yaml:bench-cpu" in ran_stages(sh("dvc", "repro", "bench/dvc.yaml:bench-cpu", cwd=workspace).stdout)

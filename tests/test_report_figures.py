@@ -13,15 +13,9 @@ from prunequant import plots
 from prunequant.bench_table import COLUMNS
 from prunequant.check import Params
 from prunequant.results import RESULT_COLUMNS
-from prunequant.decision import Ratio, paired, recommend
-from prunequant.report import (
-    ReportConfig,
-    read_bench,
-    recommendations_markdown,
-    results_markdown,
-    variant_table,
-    write_report,
-)
+from prunequant.decision import Ratio, ReportConfig, contenders, paired, recommend
+from prunequant.report import recommendations_markdown, results_markdown, write_report
+from prunequant.variants import read_bench, variant_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -341,6 +335,18 @@ def test_the_cpu_pick_is_set_against_the_fastest_off_the_shelf_int8_of_the_unpru
     # one request end to end next to the FP32 baseline's
     assert "One request end to end (text, tokenizer, runtime, label; batch 1 at the same length): 0.560 ms, " \
         "against 5.200 ms for the FP32 baseline." in lines(table, 1.5)["CPU latency"]
+
+
+def test_the_final_rounds_contenders_are_the_fastest_eligible_on_validation_and_the_unpruned_int8_peer(bench_dir):
+    """decision.contenders: what the benchmark times again side by side. The 4-bit pruned model is the fastest but
+    not eligible; the unpruned INT8 peer is timed too, since the pick is compared with it."""
+    table = table_from(bench_dir)
+    assert contenders(table, "cpu_ms", 1.5, 1) == ["pruned-3-onnx-int8-dynamic", "baseline-onnx-int8-dynamic"]
+    assert contenders(table, "cpu_ms", 1.5, 2) == ["pruned-3-onnx-int8-dynamic", "baseline-onnx-int8-dynamic"]
+    assert contenders(table, "cpu_ms", 1.5, 3) == ["pruned-3-onnx-int8-dynamic", "baseline-onnx-int8-dynamic",
+                                                   "baseline-onnx-int4-weight"]
+    assert contenders(table, "cpu_ms", 1.0, 1) == ["baseline-onnx-int8-dynamic"]  # the pick is the peer itself
+    assert contenders(table, "gpu_ms", 1.0, 4) == []  # nothing timed on a GPU
 
 
 def test_the_report_compares_the_label_free_estimators_with_skip_and_re_score(bench_dir, tmp_path):

@@ -43,6 +43,11 @@ class BenchConfig:
     # size; never more than half the memory available at the start); the two reference targets stay loaded and
     # are timed in every round of every group, so every ratio to them stays paired
     max_memory_mb: int = 4000
+    # then the variants the latency recommendation hinges on (the bench.final_contenders fastest that are eligible on
+    # validation, and on CPU the fastest off-the-shelf INT8 of the unpruned baseline), in all their runtimes, are
+    # timed side by side with the references for this many more rounds at one short sentence (0: none)
+    final_rounds: int = 20
+    final_contenders: int = 4
     # also time ONNX Runtime and OpenVINO with a model compiled for each batch-1 point's exact input shape (runtimes
     # onnxruntime-fixed, openvino-fixed: what serving padded length buckets costs); the report keeps the faster
     fixed_shapes: bool = True
@@ -57,8 +62,8 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         require_choice(self.weights, BENCH_WEIGHTS, "bench.weights")
-        for key in ("rounds", "warmup", "runs", "min_runs", "threads"):
-            low = 1 if key in ("rounds", "runs", "min_runs") else 0
+        for key in ("rounds", "warmup", "runs", "min_runs", "threads", "final_rounds", "final_contenders"):
+            low = 1 if key in ("rounds", "runs", "min_runs", "final_contenders") else 0
             require(getattr(self, key) >= low, f"bench.{key}", f"must be >= {low}, got {getattr(self, key)}")
         require(self.min_runs <= self.runs, "bench.min_runs", f"must be <= bench.runs ({self.runs}), got {self.min_runs}")
         require(self.max_seconds > 0, "bench.max_seconds", f"must be > 0, got {self.max_seconds}")
@@ -153,14 +158,16 @@ class Target:
         return self.variant.startswith("baseline")
 
     def memory_mb(self) -> float:
-        """A generous estimate of what loading and timing it takes: the weights three times over (the loaded
-        model, runtime copies and fixed-shape sessions) plus a runtime's own overhead."""
+        """An estimate of what loading and timing it adds to the machine's memory in use: the weights three times
+        over (the loaded model, runtime copies and fixed-shape sessions) plus a worker process's own 250 MB
+        (measured per target on the default's 48: 80 to 590 MB beside the weights, 15.4 GB in all against this
+        estimate's 17.7; docs/benchmarks.md)."""
         size = self.size_mb
         if self.weights == "random":
             name, layers = parse_shape(self.folder)
             shape = SHAPES[name]
             size = 4 * (layers * 12 * shape["hidden_size"] ** 2 + 30522 * shape["hidden_size"]) / 1e6
-        return 3 * size + 150
+        return 3 * size + 250
 
 
 def runtimes_for(scheme, device: str, bench: BenchConfig) -> tuple[str, ...]:

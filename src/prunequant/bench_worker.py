@@ -235,19 +235,20 @@ class Runner:
 
         return request
 
-    def time_round(self) -> list[dict]:
+    def time_round(self, points: tuple[tuple[int, int], ...] | None = None) -> list[dict]:
         """{"point", "times" (ms of each timed call) or "note", "peak_mem_mb", and at the end-to-end point
-        "e2e_times"} for every point, in order: after a settle, with the garbage collector paused."""
+        "e2e_times"} for every point (or only ``points``), in order: after a settle, with the garbage collector
+        paused."""
         time.sleep(self.job.settle_seconds)
         with gc_paused():
-            return self._time_points()
+            return self._time_points(points or self.job.points)
 
-    def _time_points(self) -> list[dict]:
+    def _time_points(self, points: tuple[tuple[int, int], ...]) -> list[dict]:
         import torch
 
         job, out = self.job, []
         compiled = self.job.target.runtime in ("cudagraph", "compile")
-        for point in job.points:
+        for point in points:
             if point in self.failed:
                 out.append({"point": point, "note": self.failed[point]})
                 continue
@@ -295,14 +296,16 @@ def _base_row(target) -> dict:
 
 def rows_of(job: Job, layers: Any, rounds: list[list[dict]], note: str = "",
             round_ids: list[int] | None = None) -> list[dict]:
-    """The CSV rows of one target from the points of each round it was timed in (``rounds``, in round order,
-    ``round_ids`` their numbers in the whole run: targets timed in the same round share its number); every
-    point's row says why it has no figures when it has none."""
+    """The CSV rows of one target from the points of each round it was timed in (``rounds``, in round order, each
+    the points timed in that round: all of them, or the decision point in a final round; ``round_ids`` their
+    numbers in the whole run: targets timed in the same round share its number); every point's row says why it
+    has no figures when it has none."""
     base = _base_row(job.target)
     round_ids = list(range(len(rounds))) if round_ids is None else round_ids
+    by_point = [{r["point"]: r for r in points} for points in rounds]
     rows = []
-    for i, point in enumerate(job.points):
-        per_round = [(n, r[i]) for n, r in zip(round_ids, rounds, strict=True)]
+    for point in job.points:
+        per_round = [(n, r[point]) for n, r in zip(round_ids, by_point, strict=True) if point in r]
         timed = [(n, r) for n, r in per_round if "times" in r]
         row = base | {"layers": layers, "batch_size": point[0], "seq_len": point[1]}
         if note or not timed:
@@ -342,8 +345,8 @@ def _serve(job: Job, conn, work: str) -> None:
         conn.send(("failed", _why(exc)))
         return
     conn.send(("ready", runner.layers))
-    while conn.recv():
-        conn.send(("round", runner.time_round()))
+    while request := conn.recv():  # True: every point; a tuple: only those points
+        conn.send(("round", runner.time_round(None if request is True else request)))
 
 
 WORKER_PRELOAD = ["torch", "transformers", "transformers.models.auto.modeling_auto",
@@ -413,10 +416,11 @@ class _Workers:
             self.progress(f"  {job.target.variant:42s} {job.target.runtime:16s} loaded in "
                           f"{time.perf_counter() - start:.1f} s")
 
-    def time_round(self, i: int) -> list[dict] | None:
-        """One round of target i, or None (and a note) when its worker has died."""
+    def time_round(self, i: int, points: tuple[tuple[int, int], ...] | None = None) -> list[dict] | None:
+        """One round of target i (every point, or only ``points``), or None (and a note) when its worker has
+        died."""
         try:
-            self.loaded[i][1].send(True)
+            self.loaded[i][1].send(points or True)
             return self.loaded[i][1].recv()[1]
         except (EOFError, BrokenPipeError, ConnectionResetError):
             self.notes[i] = DIED
@@ -437,15 +441,22 @@ class _Workers:
                 process.kill()
 
 
+Final = Callable[[list[dict]], tuple[list[int], tuple[int, int]]]
+
+
 def run_jobs(jobs: list[Job], progress: Callable[[str], None], rounds: int = 1, seed: int = 0,
-             max_memory_mb: float = float("inf")) -> list[dict]:
+             max_memory_mb: float = float("inf"), final: Final | None = None, final_rounds: int = 0) -> list[dict]:
     """Time every job in ``rounds`` interleaved rounds per group (:func:`plan_groups`, under ``max_memory_mb``
     and half the memory available now). Each target is loaded once, in its own worker process (a clean heap,
     its own thread pools, no import time); a round times every loaded target once, in an order shuffled anew
     each round, so that the machine's slow phases spread over all of them. The reference targets stay loaded
     and are timed in every round of every group: each row records the numbers of the rounds it was timed in,
     which pair it with the references (and with every target of its group). A worker that dies (a segfault,
-    the OOM killer) gives rows saying so."""
+    the OOM killer) gives rows saying so.
+
+    ``final``: given the rows so far, the jobs a decision hinges on and the point it reads; they are loaded
+    together with the references and timed side by side at that point only, ``final_rounds`` more rounds, which
+    their rows at that point add to their own."""
     budget = min(max_memory_mb, available_memory_mb() / 2)
     references, groups = plan_groups(jobs, budget)
     progress(f"  memory plan: {len(references)} reference targets kept loaded, the other targets in "
@@ -455,29 +466,42 @@ def run_jobs(jobs: list[Job], progress: Callable[[str], None], rounds: int = 1, 
     work = tempfile.TemporaryDirectory(prefix="prunequant-bench-")
     workers = _Workers(jobs, progress, work.name)
     number = 0
+
+    def time_rounds(members: list[int], count: int, label: str, points=None) -> None:
+        nonlocal number
+        order = sorted(i for i in members if i in workers.loaded)
+        for _ in range(count):
+            start = time.perf_counter()
+            order = round_order(order, number, seed)
+            for i in list(order):
+                result = workers.time_round(i, points)
+                if result is None:
+                    order.remove(i)
+                    continue
+                timed[i].append(result)
+                ids[i].append(number)
+            progress(f"  {label}, round {number + 1}: {len(order)} targets in {time.perf_counter() - start:.1f} s")
+            number += 1
+
+    def rows() -> list[dict]:
+        return [row for i, job in enumerate(jobs)
+                for row in rows_of(job, workers.layers.get(i, ""), timed[i], workers.notes.get(i, ""), ids[i])]
+
     try:
         workers.load(references)
         for g, group in enumerate(groups):
             workers.load(group)
-            order = sorted(i for i in references + group if i in workers.loaded)
-            for _ in range(rounds):
-                start = time.perf_counter()
-                order = round_order(order, number, seed)
-                for i in list(order):
-                    points = workers.time_round(i)
-                    if points is None:
-                        order.remove(i)
-                        continue
-                    timed[i].append(points)
-                    ids[i].append(number)
-                progress(f"  group {g + 1}/{len(groups)}, round {number + 1}: {len(order)} targets in "
-                         f"{time.perf_counter() - start:.1f} s")
-                number += 1
-            workers.stop([i for i in group])
+            time_rounds(references + group, rounds, f"group {g + 1}/{len(groups)}")
+            workers.stop(group)
+        if final is not None and final_rounds:
+            chosen, point = final(rows())
+            chosen = [i for i in chosen if i not in references and i not in workers.notes]
+            if chosen:
+                progress(f"  final rounds at batch {point[0]} x {point[1]} tokens: "
+                         + ", ".join(f"{jobs[i].target.variant} ({jobs[i].target.runtime})" for i in chosen))
+                workers.load(chosen)
+                time_rounds(references + chosen, final_rounds, "final", (point,))
     finally:
         workers.stop(list(workers.loaded))
         work.cleanup()
-    rows: list[dict] = []
-    for i, job in enumerate(jobs):
-        rows.extend(rows_of(job, workers.layers.get(i, ""), timed[i], workers.notes.get(i, ""), ids[i]))
-    return rows
+    return rows()

@@ -23,7 +23,7 @@ from prunequant.params import BaseConfig, build_section, check_sections, read_pa
 from prunequant.pruning import CompareConfig, PruneConfig
 from prunequant.quantization import QuantizeConfig
 from prunequant.quantization.every import every_scheme
-from prunequant.report import ReportConfig
+from prunequant.decision import ReportConfig
 from prunequant.sensitivity import SensitivityConfig
 from prunequant.recipe import FinetuneConfig, RefinetuneConfig
 

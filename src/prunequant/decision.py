@@ -12,7 +12,26 @@ import numpy as np
 import pandas as pd
 
 from prunequant.bench_table import paired_ratios
+from prunequant.params import require
 from prunequant.quantization import SCHEME_FAMILY
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What the report recommends, and how its radar chart scales accuracy."""
+
+    max_accuracy_drop: float = 1.0  # accuracy points a recommended variant may lose against the baseline
+    # The radar maps accuracy in this range onto its axis (SST-2 with BERT: [0.90, 0.94]; Rotten Tomatoes
+    # with MiniLM: [0.76, 0.84]); values outside it are clipped.
+    accuracy_range: tuple[float, ...] = (0.76, 0.84)
+    radar_floor: float = 0.1  # the worst variant on each radar axis sits at this radius (the best at 1)
+
+    def __post_init__(self) -> None:
+        require(self.max_accuracy_drop >= 0, "report.max_accuracy_drop",
+                f"must be >= 0 (accuracy points), got {self.max_accuracy_drop}")
+        require(len(self.accuracy_range) == 2 and 0 <= self.accuracy_range[0] < self.accuracy_range[1] <= 1,
+                "report.accuracy_range", f"must be [low, high] with 0 <= low < high <= 1, got {list(self.accuracy_range)}")
+        require(0 <= self.radar_floor < 1, "report.radar_floor", f"must be in [0, 1), got {self.radar_floor}")
 
 
 @dataclass(frozen=True)
@@ -123,11 +142,7 @@ def recommend(table: pd.DataFrame, max_drop_points: float, alpha: float = ALPHA)
     why_not = eligibility(table, max_drop_points, alpha)
     choices = []
     for target in TARGETS:
-        rows = table[table.accuracy.notna() & table[target.column].notna()]
-        if target.column == "cpu_ms":  # a GPU scheme timed on a CPU (its slow fallback kernels) is no CPU deployment
-            rows = rows[rows.device != "cuda"]
-        ranked = _rank(rows, target)
-        pool = ranked[why_not.loc[ranked.index] == ""]
+        ranked, pool = _ranked(table, target, why_not)
         if pool.empty:
             reason = ("no variant was measured there" if table[target.column].isna().all()
                       else f"no measured variant stays within {max_drop_points:g} points of the baseline on "
@@ -136,6 +151,29 @@ def recommend(table: pd.DataFrame, max_drop_points: float, alpha: float = ALPHA)
             continue
         choices.append(_decide(target, table, ranked, pool, why_not))
     return choices
+
+
+def _ranked(table: pd.DataFrame, target: DeploymentTarget, why_not: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(every variant measured for the target, best first; those of them that are eligible)."""
+    rows = table[table.accuracy.notna() & table[target.column].notna()]
+    if target.column == "cpu_ms":  # a GPU scheme timed on a CPU (its slow fallback kernels) is no CPU deployment
+        rows = rows[rows.device != "cuda"]
+    ranked = _rank(rows, target)
+    return ranked, ranked[why_not.loc[ranked.index] == ""]
+
+
+def contenders(table: pd.DataFrame, column: str, max_drop_points: float, count: int,
+               alpha: float = ALPHA) -> list[str]:
+    """The variants a latency decision hinges on, for the benchmark's final rounds (``bench.final_rounds``): the
+    ``count`` fastest eligible on validation (by median per-round ratio so far) and, on CPU, the fastest
+    off-the-shelf INT8 of the unpruned baseline that the pick is compared with. Labels, fastest first."""
+    target = next(t for t in TARGETS if t.column == column)
+    _, pool = _ranked(table, target, eligibility(table, max_drop_points, alpha))
+    labels = list(pool.label.head(count))
+    if column == "cpu_ms":
+        peers = off_the_shelf_int8(table, column)
+        labels += list(peers.label.head(1))
+    return list(dict.fromkeys(labels))
 
 
 def _rounds(row, column: str) -> dict[int, float]:

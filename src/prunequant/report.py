@@ -4,125 +4,17 @@ recommendation per deployment target (``reports/report.md``, from ``results.csv`
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from prunequant import plots
-from prunequant.bench_table import COLUMNS, depth_section, rounds_of, summary_table
+from prunequant.bench_table import depth_section, summary_table
 from prunequant.decision import ALPHA, Choice, fmt_cost, recommend
 from prunequant.host import machine_summary
 from prunequant.io import write_text
-from prunequant.params import require
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    """What the report recommends, and how its radar chart scales accuracy."""
-
-    max_accuracy_drop: float = 1.0  # accuracy points a recommended variant may lose against the baseline
-    # The radar maps accuracy in this range onto its axis (SST-2 with BERT: [0.90, 0.94]; Rotten Tomatoes
-    # with MiniLM: [0.76, 0.84]); values outside it are clipped.
-    accuracy_range: tuple[float, ...] = (0.76, 0.84)
-    radar_floor: float = 0.1  # the worst variant on each radar axis sits at this radius (the best at 1)
-
-    def __post_init__(self) -> None:
-        require(self.max_accuracy_drop >= 0, "report.max_accuracy_drop",
-                f"must be >= 0 (accuracy points), got {self.max_accuracy_drop}")
-        require(len(self.accuracy_range) == 2 and 0 <= self.accuracy_range[0] < self.accuracy_range[1] <= 1,
-                "report.accuracy_range", f"must be [low, high] with 0 <= low < high <= 1, got {list(self.accuracy_range)}")
-        require(0 <= self.radar_floor < 1, "report.radar_floor", f"must be in [0, 1), got {self.radar_floor}")
-
-
-# ---- the report: one row per variant with its accuracy and its measured costs -------------------------
-
-def bench_source(frame: pd.DataFrame) -> pd.Series:
-    """The source model of each benchmark row: 'pruned-3-onnx-int8-dynamic' -> 'pruned-3'."""
-    return pd.Series([v if p == "fp32" else v[: -len(p) - 1] if v.endswith("-" + p) else v
-                      for v, p in zip(frame.variant, frame.precision, strict=True)], index=frame.index)
-
-
-def read_bench(path: str | os.PathLike) -> pd.DataFrame:
-    """A benchmark CSV with its source column; empty (with the columns) when absent or without rows."""
-    path = Path(path)
-    frame = pd.read_csv(path) if path.is_file() and path.stat().st_size else pd.DataFrame(columns=COLUMNS)
-    frame = frame.reindex(columns=COLUMNS)
-    frame["source"] = bench_source(frame) if len(frame) else pd.Series(dtype=str)
-    return frame
-
-
-def split_stale(bench: pd.DataFrame, results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rows timing the artifact results.csv scored, the other rows): a timing belongs to the artifact folder of
-    the same DVC hash; a row of another build of it (or of a CSV that recorded no hash) is stale."""
-    if bench.empty:
-        return bench, bench
-    current = results.dropna(subset=["artifact_md5"]).drop_duplicates(["variant", "precision"])
-    current = dict(zip(zip(current.variant, current.precision, strict=True), current.artifact_md5, strict=True))
-    fresh = pd.Series([isinstance(md5, str) and current.get((source, precision)) == md5 for source, precision, md5
-                       in zip(bench.source, bench.precision, bench.artifact_md5, strict=True)], index=bench.index)
-    timed = bench.latency_ms_p50.notna()
-    return bench[fresh], bench[~fresh & timed]
-
-
-def _fastest(bench: pd.DataFrame, point: tuple[int, int]) -> pd.DataFrame:
-    """Per (source, precision): the row of its fastest runtime at one (batch, length) point, with ``paired``:
-    {round number: its p50 over the FP32 baseline's in that round} (plain p50s where the baseline's FP32 eager
-    model was not timed) and ``rank``: the median of those ratios, which decides the fastest."""
-    at = bench[(bench.batch_size == point[0]) & (bench.seq_len == point[1]) & bench.latency_ms_p50.notna()].copy()
-    reference = at[(at.source == "baseline") & (at.precision == "fp32") & (at.runtime == "eager")]
-    ref = rounds_of(reference.round_p50s_ms.iloc[0], reference.round_ids.iloc[0]) if len(reference) else {}
-    maps = []
-    for row in at.itertuples(index=False):
-        mine = rounds_of(row.round_p50s_ms, row.round_ids)
-        maps.append({n: v / ref[n] for n, v in mine.items() if n in ref} if ref else mine)
-    at["paired"] = maps
-    at["rank"] = [float(np.median(list(m.values()))) if m and ref else np.nan for m in maps]
-    at["order"] = at["rank"].fillna(at.latency_ms_p50)
-    return at.sort_values("order").drop_duplicates(["source", "precision"])
-
-
-def variant_table(results: pd.DataFrame, cpu: pd.DataFrame, gpu: pd.DataFrame, short: tuple[int, int],
-                  wide: tuple[int, int], gpu_short: tuple[int, int] | None = None) -> pd.DataFrame:
-    """One row per (source model, scheme): test accuracy (with its device, CI and the paired test against the
-    baseline) to report, the validation figures the decision reads (``val_``: accuracy, against the baseline and
-    against its own FP32 source), size, and the latency (median of the rounds' p50s), paired rounds, end-to-end
-    latency and peak memory of its fastest runtime at ``short`` on CPU and GPU, plus GPU throughput at ``wide``.
-    Only timings of the artifacts results.csv scored are used (:func:`split_stale`). Costs are NaN where a
-    variant was not benchmarked."""
-    test = results[results.split == "test"].rename(columns={"variant": "source"})
-    test = test.assign(measured_on=test.get("measured_on", test.device), kernels=test.get("kernels"))
-    table = test[["source", "model", "layers", "precision", "device", "measured_on", "kernels", "size_mb", "status",
-                  "accuracy",
-                  "accuracy_ci_low", "accuracy_ci_high", "baseline_delta", "baseline_p", "baseline_verdict"]].copy()
-    validation = results[results.split == "validation"].rename(columns={"variant": "source"})
-    validation = validation[["source", "precision", "accuracy", "baseline_delta", "baseline_p", "reference",
-                             "accuracy_delta", "mcnemar_p", "verdict"]].rename(columns={
-        "accuracy": "val_accuracy", "baseline_delta": "val_baseline_delta", "baseline_p": "val_baseline_p",
-        "reference": "val_reference", "accuracy_delta": "val_source_delta", "mcnemar_p": "val_source_p",
-        "verdict": "val_source_verdict"})
-    table = table.merge(validation, on=["source", "precision"], how="left")
-    is_baseline = (table.source == "baseline") & (table.precision == "fp32")
-    table.loc[is_baseline, "baseline_delta"] = 0.0
-    table.loc[is_baseline, "val_baseline_delta"] = 0.0
-    table["label"] = [s if p == "fp32" else f"{s}-{p}" for s, p in zip(table.source, table.precision, strict=True)]
-    for device, frame, point in (("cpu", cpu, short), ("gpu", gpu, gpu_short or short)):
-        fast = _fastest(frame, point)[["source", "precision", "runtime", "latency_ms_p50", "latency_ms_best",
-                                       "latency_ms_worst", "rounds", "paired", "rank", "e2e_ms_p50", "peak_mem_mb"]]
-        fast = fast.rename(columns={"runtime": f"{device}_runtime", "latency_ms_p50": f"{device}_ms",
-                                    "latency_ms_best": f"{device}_ms_best", "latency_ms_worst": f"{device}_ms_worst",
-                                    "rounds": f"{device}_rounds", "paired": f"{device}_paired",
-                                    "rank": f"{device}_rank", "e2e_ms_p50": f"{device}_e2e_ms",
-                                    "peak_mem_mb": f"{device}_mem_mb"})
-        table = table.merge(fast, on=["source", "precision"], how="left")
-    wide_rows = gpu[(gpu.batch_size == wide[0]) & (gpu.seq_len == wide[1]) & gpu.throughput_per_s.notna()]
-    best = wide_rows.sort_values("throughput_per_s", ascending=False).drop_duplicates(["source", "precision"])
-    best = best[["source", "precision", "throughput_per_s", "runtime"]].rename(
-        columns={"throughput_per_s": "gpu_throughput", "runtime": "gpu_throughput_runtime"})
-    table = table.merge(best, on=["source", "precision"], how="left")
-    return table.reset_index(drop=True)
+from prunequant.variants import bench_points, read_bench, split_stale, variant_table
 
 
 def _pct(value: float) -> str:
@@ -247,17 +139,6 @@ def results_markdown(table: pd.DataFrame, confidence_level: float) -> str:
     for status, rows in skipped.groupby(skipped.status.fillna("not measured"), sort=False):
         lines.append(f"\nNot measured here ({status}): {', '.join(rows.label)}.")
     return "\n".join(lines)
-
-
-def bench_points(frame: pd.DataFrame) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(one short sentence, the widest batch) as measured: batch 1 at the shortest length, and the largest
-    batch at its longest length."""
-    if frame.empty:
-        return (1, 16), (64, 64)
-    single = frame[frame.batch_size == 1]
-    short = (1, int(single.seq_len.min())) if len(single) else (1, 16)
-    widest = frame[frame.batch_size == frame.batch_size.max()]
-    return short, (int(widest.batch_size.iloc[0]), int(widest.seq_len.max()))
 
 
 def _machine_line(folder: Path, name: str) -> str:
@@ -397,7 +278,9 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params, stud
         f"p < {ALPHA:g}). Latency: the fastest by the median of its per-round ratio to the FP32 baseline timed in "
         "the same round; another variant is tied with it when the interquartile range of their per-round paired "
         "ratio contains 1 (one outlier round moves neither quartile), and among tied variants the most accurate "
-        "on validation, then the smallest, is chosen.",
+        "on validation, then the smallest, is chosen. The contenders (the fastest eligible variants and the "
+        "unpruned model's fastest INT8) were timed side by side in the benchmark's final rounds "
+        "(`bench.final_rounds`), so their ratios rest on more rounds than the others'.",
         "",
         _machine_line(bench_dir, "cpu") + "  ",
         _machine_line(bench_dir, "gpu"),
