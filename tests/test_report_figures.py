@@ -339,13 +339,17 @@ def test_the_cpu_pick_is_set_against_the_fastest_off_the_shelf_int8_of_the_unpru
 
 def test_the_final_rounds_contenders_are_the_fastest_eligible_on_validation_and_the_unpruned_int8_peer(bench_dir):
     """decision.contenders: what the benchmark times again side by side. The 4-bit pruned model is the fastest but
-    not eligible; the unpruned INT8 peer is timed too, since the pick is compared with it."""
+    not eligible; the two fastest INT8 of the unpruned model are timed too, since the pick is compared with the
+    faster of them (a 4-bit one is no INT8 peer)."""
     table = table_from(bench_dir)
-    assert contenders(table, "cpu_ms", 1.5, 1) == ["pruned-3-onnx-int8-dynamic", "baseline-onnx-int8-dynamic"]
-    assert contenders(table, "cpu_ms", 1.5, 2) == ["pruned-3-onnx-int8-dynamic", "baseline-onnx-int8-dynamic"]
-    assert contenders(table, "cpu_ms", 1.5, 3) == ["pruned-3-onnx-int8-dynamic", "baseline-onnx-int8-dynamic",
-                                                   "baseline-onnx-int4-weight"]
-    assert contenders(table, "cpu_ms", 1.0, 1) == ["baseline-onnx-int8-dynamic"]  # the pick is the peer itself
+    table = pd.concat([table, table[table.label == "baseline-onnx-int8-dynamic"].assign(
+        precision="onnx-int8-static", label="baseline-onnx-int8-static", cpu_ms=0.9, cpu_rank=0.18)],
+        ignore_index=True)
+    peers = ["baseline-onnx-int8-dynamic", "baseline-onnx-int8-static"]
+    assert contenders(table, "cpu_ms", 1.5, 1) == ["pruned-3-onnx-int8-dynamic", *peers]
+    assert contenders(table, "cpu_ms", 1.5, 2) == ["pruned-3-onnx-int8-dynamic", *peers]
+    assert contenders(table, "cpu_ms", 1.5, 4) == ["pruned-3-onnx-int8-dynamic", *peers, "baseline-onnx-int4-weight"]
+    assert contenders(table, "cpu_ms", 1.0, 1) == peers  # the pick is a peer itself
     assert contenders(table, "gpu_ms", 1.0, 4) == []  # nothing timed on a GPU
 
 

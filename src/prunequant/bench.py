@@ -44,7 +44,7 @@ class BenchConfig:
     # are timed in every round of every group, so every ratio to them stays paired
     max_memory_mb: int = 4000
     # then the variants the latency recommendation hinges on (the bench.final_contenders fastest that are eligible on
-    # validation, and on CPU the fastest off-the-shelf INT8 of the unpruned baseline), in all their runtimes, are
+    # validation, and on CPU the two fastest off-the-shelf INT8 of the unpruned baseline), in all their runtimes, are
     # timed side by side with the references for this many more rounds at one short sentence (0: none)
     final_rounds: int = 20
     final_contenders: int = 4

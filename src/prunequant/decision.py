@@ -165,14 +165,16 @@ def _ranked(table: pd.DataFrame, target: DeploymentTarget, why_not: pd.Series) -
 def contenders(table: pd.DataFrame, column: str, max_drop_points: float, count: int,
                alpha: float = ALPHA) -> list[str]:
     """The variants a latency decision hinges on, for the benchmark's final rounds (``bench.final_rounds``): the
-    ``count`` fastest eligible on validation (by median per-round ratio so far) and, on CPU, the fastest
-    off-the-shelf INT8 of the unpruned baseline that the pick is compared with. Labels, fastest first."""
+    ``count`` fastest eligible on validation (by median per-round ratio so far) and, on CPU, the two fastest
+    off-the-shelf INT8 variants of the unpruned baseline, the peers the pick is compared with (two: the final
+    rounds may reorder them, and the one that ends up fastest must have been timed in them). Labels, fastest
+    first."""
     target = next(t for t in TARGETS if t.column == column)
     _, pool = _ranked(table, target, eligibility(table, max_drop_points, alpha))
     labels = list(pool.label.head(count))
     if column == "cpu_ms":
         peers = off_the_shelf_int8(table, column)
-        labels += list(peers.label.head(1))
+        labels += list(peers.label.head(2))
     return list(dict.fromkeys(labels))
 
 

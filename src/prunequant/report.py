@@ -279,7 +279,7 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params, stud
         "the same round; another variant is tied with it when the interquartile range of their per-round paired "
         "ratio contains 1 (one outlier round moves neither quartile), and among tied variants the most accurate "
         "on validation, then the smallest, is chosen. The contenders (the fastest eligible variants and the "
-        "unpruned model's fastest INT8) were timed side by side in the benchmark's final rounds "
+        "unpruned model's two fastest INT8) were timed side by side in the benchmark's final rounds "
         "(`bench.final_rounds`), so their ratios rest on more rounds than the others'.",
         "",
         _machine_line(bench_dir, "cpu") + "  ",
