@@ -219,6 +219,8 @@ def test_a_latency_win_needs_paired_rounds_that_do_not_straddle_parity_else_accu
     assert choice.variant == "b" and choice.tied_with == ("a",)  # tied: the more accurate on validation
     assert "Tied on speed with a: a takes 0.990x its time per round (interquartile range 0.990 to 1.010" \
         in choice.reasons[0]
+    assert choice.figures["tied_with"]["a"] | {"rounds": 5} == {"median": 0.9901, "q1": 0.9901, "q3": 1.0101,
+                                                               "low": 0.9804, "high": 2.0, "rounds": 5}
     (choice, *_) = recommend(paired_rows(a, level, accuracy=(0.80, 0.80)), 1.0)
     assert choice.variant == "a"  # equal accuracy: the smaller (10 MB against 20 MB)
     assert recommend(paired_rows(a, [r * 1.2 for r in a]), 1.0)[0].variant == "a"  # slower in every round
@@ -274,6 +276,7 @@ def test_recommendation_metrics_for_dvc_metrics_diff(bench_dir):
         "baseline-onnx-int8-dynamic", 0.7, 0.819, 0.819)
     assert cpu["ratio_vs_fp32_baseline"]["median"] == 0.14 and cpu["end_to_end_ms"] == pytest.approx(0.9)
     assert metrics["gpu_latency"] == {"variant": None}
+    assert "tied_with" not in cpu  # 0.7 ms against 0.36 ms and slower: no tie
     assert metrics["smallest_on_disk"]["size_mb"] == 15.9
 
 

@@ -217,6 +217,9 @@ def _decide(target: DeploymentTarget, table: pd.DataFrame, ranked: pd.DataFrame,
                "accuracy_delta_vs_baseline": float(best.baseline_delta),
                "validation_accuracy": float(best.val_accuracy),
                "validation_delta_vs_baseline": float(best.val_baseline_delta)}
+    if latency and tied:  # each variant it is tied with: that one's per-round ratio to the pick
+        figures["tied_with"] = {r.label: _ratio_figures(ratio) for r in [fastest, *tied] if r.label != best.label
+                                and (ratio := paired(_rounds(r, column), _rounds(best, column))) is not None}
     base = table[(table.source == "baseline") & (table.precision == "fp32")]
     if latency and len(base) and best.label != "baseline":
         ratio = paired(_rounds(best, column), _rounds(base.iloc[0], column))
