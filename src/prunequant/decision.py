@@ -192,13 +192,14 @@ def _decide(target: DeploymentTarget, table: pd.DataFrame, ranked: pd.DataFrame,
                 if (ratio := paired(_rounds(r, column), _rounds(fastest, column))) is not None and ratio.tied()]
     elif len(pool) > 1 and target.column == "gpu_throughput":
         tied = [r for _, r in pool.iloc[1:].iterrows() if abs(r[column] - fastest[column]) / fastest[column] < NOISE]
-    best = fastest
+    best, to_best = fastest, {}  # to_best: each variant tied with the pick, and its per-round ratio to the pick
     if tied:
         group = pd.DataFrame([fastest, *tied])
         best = group.sort_values(["val_accuracy", "size_mb"], ascending=[False, True], kind="stable").iloc[0]
-        others = [r for r in [fastest, *tied] if r.label != best.label]
-        reasons.append(f"Tied on speed with {', '.join(r.label for r in others)}: "
-                       + "; ".join(_tie_sentence(r, best, column) for r in others)
+        to_best = {r.label: paired(_rounds(r, column), _rounds(best, column))
+                   for r in [fastest, *tied] if r.label != best.label}
+        reasons.append(f"Tied on speed with {', '.join(to_best)}: "
+                       + "; ".join(_tie_sentence(label, ratio) for label, ratio in to_best.items())
                        + ". The most accurate on validation, then the smallest, is chosen.")
     rest = pool[pool.label != best.label]
     runner_up = rest.iloc[0] if len(rest) else None
@@ -218,8 +219,7 @@ def _decide(target: DeploymentTarget, table: pd.DataFrame, ranked: pd.DataFrame,
                "validation_accuracy": float(best.val_accuracy),
                "validation_delta_vs_baseline": float(best.val_baseline_delta)}
     if latency and tied:  # each variant it is tied with: that one's per-round ratio to the pick
-        figures["tied_with"] = {r.label: _ratio_figures(ratio) for r in [fastest, *tied] if r.label != best.label
-                                and (ratio := paired(_rounds(r, column), _rounds(best, column))) is not None}
+        figures["tied_with"] = {label: _ratio_figures(ratio) for label, ratio in to_best.items() if ratio is not None}
     base = table[(table.source == "baseline") & (table.precision == "fp32")]
     if latency and len(base) and best.label != "baseline":
         ratio = paired(_rounds(best, column), _rounds(base.iloc[0], column))
@@ -237,7 +237,7 @@ def _decide(target: DeploymentTarget, table: pd.DataFrame, ranked: pd.DataFrame,
         if column == "gpu_throughput" else None
     return Choice(target, best.label, float(best[column]), runtime if isinstance(runtime, str) else None,
                   None if runner_up is None else runner_up.label,
-                  tuple(r.label for r in [fastest, *tied] if tied and r.label != best.label), tuple(reasons),
+                  tuple(to_best), tuple(reasons),
                   figures)
 
 
@@ -246,11 +246,10 @@ def _ratio_figures(ratio: Ratio) -> dict:
             "low": round(ratio.low, 4), "high": round(ratio.high, 4), "rounds": ratio.rounds}
 
 
-def _tie_sentence(row, best, column: str) -> str:
-    ratio = paired(_rounds(row, column), _rounds(best, column))
+def _tie_sentence(label: str, ratio: Ratio | None) -> str:
     if ratio is None:
-        return f"{row.label} (no paired rounds)"
-    return (f"{row.label} takes {ratio.median:.3f}x its time per round (interquartile range {ratio.q1:.3f} to "
+        return f"{label} (no paired rounds)"
+    return (f"{label} takes {ratio.median:.3f}x its time per round (interquartile range {ratio.q1:.3f} to "
             f"{ratio.q3:.3f} over {ratio.rounds} rounds, containing 1)")
 
 
