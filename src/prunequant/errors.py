@@ -5,10 +5,14 @@ from __future__ import annotations
 import difflib
 import errno
 import os
+import sys
+import time
 import traceback
 from collections.abc import Iterable
 
 import click
+
+from prunequant.clock import process_age, stage_time_line
 
 
 class PrunequantError(click.ClickException):
@@ -42,11 +46,15 @@ _WRITE_ERRORS = {
 
 
 class StageCommand(click.Command):
-    """A stage's click command: a full disk or a read-only folder is a one-line error, not a traceback."""
+    """A stage's click command: a full disk or a read-only folder is a one-line error, not a traceback. When it
+    succeeds it prints where its time went (:mod:`prunequant.clock`) on stderr."""
 
     def invoke(self, ctx):
+        startup, start = process_age(), time.perf_counter()
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            click.echo(stage_time_line(os.path.basename(sys.argv[0]), startup, time.perf_counter() - start), err=True)
+            return result
         except OSError as exc:
             if exc.errno not in _WRITE_ERRORS:
                 raise

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from prunequant.clock import phase
 from prunequant.errors import PrunequantError, did_you_mean
 from prunequant.io import atomic_dir
 
@@ -60,6 +61,7 @@ def check_max_seq_length(model, max_seq_length: int) -> None:
         )
 
 
+@phase("loading")
 def load_tokenizer(name: str):
     """Load the tokenizer of ``name`` (alias, Hub name or folder)."""
     from transformers import AutoTokenizer
@@ -75,6 +77,7 @@ def load_tokenizer(name: str):
         raise _load_error(name, path, exc) from exc
 
 
+@phase("loading")
 def load_classifier(name: str, label_names: tuple[str, ...] | None = None):
     """Load a sequence classifier from safetensors weights.
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prunequant.clock import phase
 from prunequant.errors import PrunequantError, did_you_mean
 from prunequant.params import build_section
 from prunequant.params import require as require_param
@@ -230,6 +231,7 @@ def write_manifest(folder: Path, scheme: Scheme, settings: Any, source: str, sta
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+@phase("loading")
 def load_artifact(folder: str | os.PathLike):
     """(model, tokenizer, scheme) of an artifact folder, or of a plain FP32 save_pretrained folder."""
     folder = Path(folder)
