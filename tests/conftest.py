@@ -52,12 +52,18 @@ def run_stage_in(workspace: Path, name: str, *args: str, **kwargs) -> subprocess
 
 
 @functools.cache
-def stage_command(name: str):
-    """The click command of stages/<name>.py, imported once per test session."""
-    spec = importlib.util.spec_from_file_location(f"prunequant_stage_{name}", REPO / "stages" / f"{name}.py")
+def script_module(path: str):
+    """A script of this repository (``stages/<name>.py``, ``bench/<name>.py``: folders that are not packages) as a
+    module, imported once per test session."""
+    spec = importlib.util.spec_from_file_location(f"prunequant_script_{path.replace('/', '_')[:-3]}", REPO / path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.main
+    return module
+
+
+def stage_command(name: str):
+    """The click command of stages/<name>.py."""
+    return script_module(f"stages/{name}.py").main
 
 
 def invoke_stage(workspace: Path, name: str, *args: str):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,17 +17,14 @@ from prunequant.errors import PrunequantError
 from prunequant.quantization import write_manifest
 from prunequant.quantization.every import every_scheme
 
-from .conftest import by_family, params_dict, write_params
+from .conftest import by_family, params_dict, script_module, write_params
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def bench_stage():
     """stages/bench.py as a module (the stages folder is not a package)."""
-    spec = importlib.util.spec_from_file_location("bench_stage", REPO / "stages" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module("stages/bench.py")
 
 
 @pytest.fixture(autouse=True)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import time
-from pathlib import Path
 
 import click
 from click.testing import CliRunner
@@ -12,14 +10,11 @@ from click.testing import CliRunner
 from prunequant import clock
 from prunequant.errors import StageCommand
 
-REPO = Path(__file__).resolve().parents[1]
+from .conftest import script_module
 
 
 def stage_times():
-    spec = importlib.util.spec_from_file_location("stage_times", REPO / "bench" / "stage_times.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module("bench/stage_times.py")
 
 
 def test_a_stage_reports_start_up_loading_and_work_and_a_nested_load_counts_once(monkeypatch):

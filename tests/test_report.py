@@ -87,14 +87,9 @@ def test_only_the_named_evaluations_are_read(tmp_path):
 
 
 def _results_stage_module():
-    import importlib.util
+    from .conftest import script_module
 
-    from .conftest import REPO
-
-    spec = importlib.util.spec_from_file_location("results_stage", REPO / "stages" / "results.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module("stages/results.py")
 
 
 @pytest.mark.parametrize("params", [
