@@ -1,5 +1,9 @@
 """evaluate: score a saved model on the validation and test splits, keeping per-example predictions."""
 
+from prunequant.warm import hand_off
+
+hand_off()  # with a warm server up, the stage runs in its child and this process exits here
+
 from pathlib import Path
 
 import click

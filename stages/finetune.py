@@ -1,5 +1,9 @@
 """finetune: fine-tune the model named in params.yaml on the prepared training split."""
 
+from prunequant.warm import hand_off
+
+hand_off()  # with a warm server up, the stage runs in its child and this process exits here
+
 from pathlib import Path
 
 import click

@@ -1,5 +1,9 @@
 """machine: record which accelerator this machine offers, so GPU stages rerun when it changes."""
 
+from prunequant.warm import hand_off
+
+hand_off()  # with a warm server up, the stage runs in its child and this process exits here
+
 from pathlib import Path
 
 import click

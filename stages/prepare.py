@@ -1,5 +1,9 @@
 """prepare: load the data set named in params.yaml and split it once into train/validation/test."""
 
+from prunequant.warm import hand_off
+
+hand_off()  # with a warm server up, the stage runs in its child and this process exits here
+
 from pathlib import Path
 
 import click

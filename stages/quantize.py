@@ -1,5 +1,9 @@
 """quantize: build one artifact of a model with one scheme, score it, and write its model card."""
 
+from prunequant.warm import hand_off
+
+hand_off()  # with a warm server up, the stage runs in its child and this process exits here
+
 from pathlib import Path
 
 import click
@@ -59,7 +63,7 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
     against = {split: load_predictions(baseline, split) for split in SCORED_SPLITS} if baseline else {}
     for split in SCORED_SPLITS:
         load_predictions(reference, split)
-    train, validation = load_split(data_dir, "train"), load_split(data_dir, "validation")
+    train = load_split(data_dir, "train")
     result = {"variant": variant, "model": params.base.model, "precision": scheme.name, "device": scheme.device,
               "reference": reference.name, "source_trained_in": training_precision_of(model_dir)}
     unavailable = not_available_reason(scheme)
@@ -67,8 +71,6 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
         if not unavailable:
             context = BuildContext(
                 train_texts=tuple(model_inputs(train)), train_labels=tuple(int(v) for v in train["label"]),
-                validation_texts=tuple(model_inputs(validation)),
-                validation_labels=tuple(int(v) for v in validation["label"]),
                 seed=params.base.seed, max_seq_length=params.base.max_seq_length,
             )
             unavailable = build_artifact(scheme, model_dir, tmp, settings, context)  # n/a: what a family cannot do

@@ -1,5 +1,9 @@
 """refinetune: fine-tune a pruned model again, optionally distilled from the fine-tuned baseline."""
 
+from prunequant.warm import hand_off
+
+hand_off()  # with a warm server up, the stage runs in its child and this process exits here
+
 import dataclasses
 from pathlib import Path
 

@@ -1,6 +1,10 @@
 """report: the deployment report from the results table and the benchmark CSVs: tables with measured costs,
 figures, and a recommendation per deployment target."""
 
+from prunequant.warm import hand_off
+
+hand_off()  # with a warm server up, the stage runs in its child and this process exits here
+
 import json
 from pathlib import Path
 

@@ -3,6 +3,10 @@ precision, device, split) and Markdown tables. Which evaluations those are is de
 way dvc.yaml names the stages' outputs, so files left by stages no longer defined never show.
 """
 
+from prunequant.warm import hand_off
+
+hand_off()  # with a warm server up, the stage runs in its child and this process exits here
+
 from pathlib import Path
 
 import click

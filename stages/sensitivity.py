@@ -1,6 +1,10 @@
 """sensitivity: skip each layer of the fine-tuned baseline and measure the validation accuracy drop; score each
 layer and each block of layers by how little it changes its input, too (label-free, one forward pass)."""
 
+from prunequant.warm import hand_off
+
+hand_off()  # with a warm server up, the stage runs in its child and this process exits here
+
 from pathlib import Path
 
 import click

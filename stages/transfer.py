@@ -1,5 +1,9 @@
 """transfer: the unlabelled sentences the pruned students learn from the teacher alone (refinetune.transfer)."""
 
+from prunequant.warm import hand_off
+
+hand_off()  # with a warm server up, the stage runs in its child and this process exits here
+
 from pathlib import Path
 
 import click

@@ -18,6 +18,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["PRUNEQUANT_WARM"] = "0"  # every stage a cold process; tests/test_warm.py tests warm starts
 # Under pytest-xdist (make test: two workers on two cores), one thread per process for torch, ONNX Runtime and the
 # stage processes the tests start: the test models are tiny, and two workers each spinning two threads only contend
 # (measured: the whole suite 9 min 48 s with the default threads, 7 min 32 s with one).
@@ -31,7 +32,9 @@ FILLER = ["the", "movie", "film", "was", "plot", "acting", "is", "a", "really", 
 
 
 def tiny_frame(rows_per_label: int = 40) -> pd.DataFrame:
-    """A balanced, learnable data set: the sentiment word decides the label."""
+    """A balanced, learnable data set: the sentiment word decides the label. The words' token counts differ, so a
+    sentence's length gives its label away too: batches grouped by length (``group_by_length``) hold one label
+    each, and a test that needs a student to learn from mixed batches trains with ``group_by_length=False``."""
     rows = []
     for i in range(rows_per_label):
         for label, words in ((1, POSITIVE), (0, NEGATIVE)):

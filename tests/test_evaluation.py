@@ -6,13 +6,13 @@ import pandas as pd
 from prunequant.errors import PrunequantError
 from prunequant.evaluation import (
     accuracy_ci,
-    forward_inputs,
     macro_f1,
     paired_test,
     predict_logits,
     predictions_frame,
 )
 from prunequant.modeling import load_classifier, load_tokenizer
+from prunequant.splits import forward_inputs
 
 from .conftest import tiny_frame
 

@@ -36,7 +36,6 @@ SCHEMES = every_scheme()
 TEXTS = tiny_frame(6)["text"].tolist()
 CONTEXT = BuildContext(
     train_texts=tuple(TEXTS), train_labels=tuple(int(v) for v in tiny_frame(6)["label"]),
-    validation_texts=tuple(TEXTS[:4]), validation_labels=tuple(int(v) for v in tiny_frame(6)["label"][:4]),
     max_seq_length=16,
 )
 

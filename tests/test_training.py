@@ -10,7 +10,7 @@ from prunequant.errors import PrunequantError
 from prunequant.modeling import load_classifier, load_tokenizer
 from prunequant.pruning import drop_layers
 from prunequant.recipe import FinetuneConfig, RefinetuneConfig
-from prunequant.training import finetune
+from prunequant.training import TEACHER_LOGITS, DistillationTrainer, finetune, tokenize
 
 from .conftest import tiny_frame
 
@@ -80,7 +80,8 @@ def test_auto_picks_bf16_where_native(tiny_model_dir, monkeypatch, capsys):
     assert model.config.training_precision == "bf16"
 
 
-def test_distillation_trains_a_pruned_student(tiny_model_dir):
+@pytest.mark.parametrize("hidden_weight", [0.0, 0.1])  # 0: the teacher's logits computed once; 0.1: every step
+def test_distillation_trains_a_pruned_student(tiny_model_dir, hidden_weight):
     set_seed(0)
     teacher, _ = run(tiny_model_dir)
     student = drop_layers(teacher, [1])
@@ -91,7 +92,8 @@ def test_distillation_trains_a_pruned_student(tiny_model_dir):
     # the true labels, which the validation frame has. A trainer that ignored the teacher would learn the flipped
     # labels and score near 0.
     cfg = RefinetuneConfig(epochs=10, learning_rate=1e-2, batch_size=16, warmup_ratio=0.0, logging_steps=5,
-                           distill=True, temperature=2.0, alpha=1.0, hidden_weight=0.1)
+                           distill=True, temperature=2.0, alpha=1.0, hidden_weight=hidden_weight,
+                           group_by_length=False)  # batches at random: conftest.tiny_frame
     frame = tiny_frame(40)
     flipped = frame.assign(label=1 - frame["label"])
     metrics = finetune(student, tokenizer, flipped, frame, cfg, seed=0, max_seq_length=16,
@@ -253,3 +255,26 @@ def test_transfer_sentences_need_distillation(tiny_model_dir):
         finetune(model, load_tokenizer(str(tiny_model_dir)), tiny_frame(4), tiny_frame(4),
                  RefinetuneConfig(epochs=1, distill=False), seed=0, max_seq_length=16, teacher=model,
                  transfer=tiny_frame(4)[["text"]])
+
+
+def test_the_teacher_logits_computed_once_are_the_ones_the_loss_would_compute_each_step(tiny_model_dir, tmp_path):
+    from transformers import DataCollatorWithPadding, TrainingArguments
+
+    teacher, tokenizer = load_classifier(str(tiny_model_dir)), load_tokenizer(str(tiny_model_dir))
+    student = drop_layers(load_classifier(str(tiny_model_dir)), [1])
+    frame = tiny_frame(10)
+    frame.loc[::3, "text"] += " and then some more words"  # rows of several lengths: batches pad differently
+    cfg = RefinetuneConfig(distill=True, alpha=0.7)
+    trainer = DistillationTrainer(
+        model=student, args=TrainingArguments(str(tmp_path), per_device_train_batch_size=6, use_cpu=True,
+                                              per_device_eval_batch_size=5, report_to="none"),
+        train_dataset=tokenize(frame, tokenizer, 32), data_collator=DataCollatorWithPadding(tokenizer),
+        teacher=teacher, distill=cfg)
+    batch = next(iter(trainer.get_train_dataloader()))  # what a training step gets: the cached logits too
+    assert batch[TEACHER_LOGITS].shape == (6, 2)
+    with torch.no_grad():
+        live = teacher(**{k: v for k, v in batch.items() if k not in ("labels", TEACHER_LOGITS)}).logits
+        torch.testing.assert_close(batch[TEACHER_LOGITS], live, atol=1e-5, rtol=1e-5)
+        cached_loss = trainer.compute_loss(student, dict(batch))
+        live_loss = trainer.compute_loss(student, {k: v for k, v in batch.items() if k != TEACHER_LOGITS})
+    torch.testing.assert_close(cached_loss, live_loss, atol=1e-5, rtol=1e-5)

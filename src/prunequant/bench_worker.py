@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from prunequant.bench import SHAPES, Job, parse_shape
-from prunequant.evaluation import forward_inputs
+from prunequant.splits import forward_inputs
 from prunequant.host import available_memory_mb, cpu_name
 from prunequant.modeling import load_tokenizer, num_layers
 from prunequant.quantization import (

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from prunequant.errors import PrunequantError
 from prunequant.params import require
-from prunequant.splits import SCORED_SPLITS
+from prunequant.splits import SCORED_SPLITS, forward_inputs
 
 
 @dataclass(frozen=True)
@@ -54,15 +54,6 @@ def macro_f1(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> f
         predicted, actual = np.sum(predictions == c), np.sum(labels == c)
         scores.append(2 * true_pos / (predicted + actual) if predicted + actual else 0.0)
     return float(np.mean(scores))
-
-
-def forward_inputs(model, batch) -> dict:
-    """The tokenizer outputs ``model``'s forward names as arguments: a tokenizer may add ``token_type_ids``
-    that DistilBERT, for one, does not take (and a forward with ``**kwargs`` would pass on unchecked)."""
-    import inspect
-
-    accepted = inspect.signature(model.forward).parameters
-    return {key: value for key, value in batch.items() if key in accepted}
 
 
 @torch.inference_mode()

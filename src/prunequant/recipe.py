@@ -23,6 +23,7 @@ class FinetuneConfig:
     checkpoint_steps: int = 200  # optimizer steps between checkpoints a killed run resumes from; 0: none
     processes: int = 1  # > 1: `accelerate launch` runs that many (one per GPU; gloo on CPU without CUDA)
     precision: str = "auto"  # auto, fp32, bf16 or fp16 (CUDA only): see prunequant.accelerator.training_precision
+    group_by_length: bool = True  # batches of sentences of similar length (less padding); False: at random
 
     section: ClassVar[str] = "finetune"  # the params.yaml section, for error messages
 

@@ -21,7 +21,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from prunequant.evaluation import accuracy_ci, forward_inputs
+from prunequant.evaluation import accuracy_ci
+from prunequant.splits import forward_inputs
 from prunequant.io import save_figure
 from prunequant.params import require_choice
 from prunequant.pruning import POOLINGS, angular_blocks, importance_order, layer_count, layers_skipped, layers_to_drop

@@ -63,3 +63,12 @@ def inputs_frame(inputs, labels) -> pd.DataFrame:
         first, second = zip(*inputs, strict=True)
         return pd.DataFrame({"text": list(first), PAIR_COLUMN: list(second), "label": list(labels)})
     return pd.DataFrame({"text": inputs, "label": list(labels)})
+
+
+def forward_inputs(model, batch) -> dict:
+    """The tokenizer outputs ``model``'s forward names as arguments: a tokenizer may add ``token_type_ids``
+    that DistilBERT, for one, does not take (and a forward with ``**kwargs`` would pass on unchecked)."""
+    import inspect
+
+    accepted = inspect.signature(model.forward).parameters
+    return {key: value for key, value in batch.items() if key in accepted}

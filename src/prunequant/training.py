@@ -28,7 +28,7 @@ from transformers import (
 from prunequant.accelerator import training_precision
 from prunequant.errors import PrunequantError
 from prunequant.recipe import FinetuneConfig, RefinetuneConfig
-from prunequant.splits import PAIR_COLUMN
+from prunequant.splits import PAIR_COLUMN, forward_inputs
 
 
 def tokenize(frame: pd.DataFrame, tokenizer, max_seq_length: int):
@@ -43,6 +43,11 @@ def tokenize(frame: pd.DataFrame, tokenizer, max_seq_length: int):
         batched=True,
         remove_columns=texts,
     )
+
+
+def by_length(dataset):
+    """``dataset`` sorted by token count, so that each evaluation batch pads little (accuracy ignores order)."""
+    return dataset.select(np.argsort([len(ids) for ids in dataset["input_ids"]], kind="stable"))
 
 
 def _accuracy(eval_pred) -> dict[str, float]:
@@ -128,6 +133,23 @@ def hidden_layer_map(cfg: RefinetuneConfig, kept_layers: list[int] | None, stude
     return list(kept_layers)
 
 
+TEACHER_LOGITS = "teacher_logits"  # the training rows' column of the teacher's logits, computed once
+
+
+@torch.inference_mode()
+def teacher_logits(teacher, dataset, collator, batch_size: int) -> np.ndarray:
+    """The teacher's logits for every row of a tokenized ``dataset``, in its order, as the loss would compute them
+    (the teacher's own precision, eval mode); batches of similar length, so little goes to padding."""
+    columns = [c for c in dataset.column_names if c != "labels"]
+    order = np.argsort([len(ids) for ids in dataset["input_ids"]], kind="stable")
+    logits = np.empty((len(dataset), teacher.config.num_labels), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        batch = collator(dataset.select(rows).select_columns(columns).to_list()).to(teacher.device)
+        logits[rows] = teacher(**forward_inputs(teacher, batch)).logits.float().cpu().numpy()
+    return logits
+
+
 class DistillationTrainer(Trainer):
     """Trainer whose loss mixes the hard labels with a teacher's soft logits (and hidden states).
 
@@ -144,17 +166,28 @@ class DistillationTrainer(Trainer):
         self.teacher = teacher.to(self.args.device).eval()
         self.distill = distill
         self.layer_map = layer_map if distill.hidden_weight > 0 else None
+        if self.layer_map is None and self.train_dataset is not None:  # logits alone: the same every epoch
+            self.train_dataset = self.train_dataset.add_column(
+                TEACHER_LOGITS, list(teacher_logits(self.teacher, self.train_dataset, self.data_collator,
+                                                    self.args.per_device_eval_batch_size)))
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()  # the model's arguments: the Trainer drops other columns
+        if TEACHER_LOGITS not in self._signature_columns:
+            self._signature_columns.append(TEACHER_LOGITS)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         match_hidden = self.layer_map is not None and model.training
+        cached = inputs.pop(TEACHER_LOGITS, None)
         outputs = model(**inputs, output_hidden_states=match_hidden)
-        with torch.no_grad():
-            teacher_inputs = {k: v for k, v in inputs.items() if k != "labels"}
-            teacher_out = self.teacher(**teacher_inputs, output_hidden_states=match_hidden)
+        if cached is None:  # evaluation, or hidden states to match
+            with torch.no_grad():
+                teacher_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+                teacher_out = self.teacher(**teacher_inputs, output_hidden_states=match_hidden)
         t = self.distill.temperature
         soft = F.kl_div(
             F.log_softmax(outputs.logits / t, dim=-1),
-            F.softmax(teacher_out.logits / t, dim=-1),
+            F.softmax((teacher_out.logits if cached is None else cached) / t, dim=-1),
             reduction="batchmean",
         ) * (t * t)
         loss = self.distill.alpha * soft
@@ -183,7 +216,7 @@ def finetune(
     model,
     tokenizer,
     train: pd.DataFrame,
-    validation: pd.DataFrame,
+    validation: pd.DataFrame | None,
     cfg: FinetuneConfig,
     *,
     seed: int,
@@ -194,7 +227,8 @@ def finetune(
     transfer: pd.DataFrame | None = None,
     checkpoints=None,
 ) -> dict[str, float]:
-    """Fine-tune ``model`` in place on ``train``; return the final validation metrics.
+    """Fine-tune ``model`` in place on ``train``; return the final validation metrics (none without ``validation``:
+    no evaluation after each epoch).
 
     With a ``teacher`` and a :class:`RefinetuneConfig` whose ``distill`` is on, the loss is distilled
     from the teacher; ``kept_layers`` maps the student's layers to the teacher's for hidden states, and the
@@ -243,8 +277,9 @@ def finetune(
         weight_decay=cfg.weight_decay,
         warmup_ratio=cfg.warmup_ratio,
         logging_steps=cfg.logging_steps,
+        group_by_length=cfg.group_by_length,  # the Trainer's LengthGroupedSampler: shuffled, then sorted in chunks
         logging_nan_inf_filter=False,  # a NaN loss must reach StopOnNonFiniteLoss, not be smoothed over
-        eval_strategy="epoch",
+        eval_strategy="epoch" if validation is not None else "no",
         save_strategy="steps" if scratch is None else "no",
         save_steps=cfg.checkpoint_steps or 1,
         save_total_limit=2,  # the newest and the one before, in case the newest is cut short
@@ -274,7 +309,7 @@ def finetune(
         model=model,
         args=args,
         train_dataset=tokenize(train, tokenizer, max_seq_length),
-        eval_dataset=tokenize(validation, tokenizer, max_seq_length),
+        eval_dataset=None if validation is None else by_length(tokenize(validation, tokenizer, max_seq_length)),
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=_accuracy,
@@ -296,6 +331,8 @@ def finetune(
     finally:
         if scratch is not None:
             scratch.cleanup()
+    if validation is None:
+        return {}
     # The evaluation after the last epoch; evaluating again would log past DVCLive's end().
     last_eval = [log for log in trainer.state.log_history if "eval_accuracy" in log][-1]
     return {key.removeprefix("eval_"): float(value) for key, value in last_eval.items()}

@@ -59,8 +59,6 @@ class BuildContext:
 
     train_texts: tuple = ()
     train_labels: tuple[int, ...] = ()
-    validation_texts: tuple = ()
-    validation_labels: tuple[int, ...] = ()
     seed: int = 42
     max_seq_length: int = 128
 

@@ -85,9 +85,8 @@ def _build(source: Path, out: Path, settings: QatSettings, context: BuildContext
 
     count = settings.train_samples or len(context.train_texts)
     train = inputs_frame(context.train_texts[:count], context.train_labels[:count])
-    validation = inputs_frame(context.validation_texts, context.validation_labels)
-    if train.empty or validation.empty:
-        raise PrunequantError("int8-qat: needs training and validation sentences; check data/prepared")
+    if train.empty:
+        raise PrunequantError("int8-qat: needs training sentences; check data/prepared")
     set_seed(context.seed)
     model, tokenizer, teacher = load_classifier(str(source)), load_tokenizer(str(source)), load_classifier(str(source))
     prepare_qat(model)
@@ -96,7 +95,8 @@ def _build(source: Path, out: Path, settings: QatSettings, context: BuildContext
         epochs=settings.epochs, learning_rate=settings.learning_rate, batch_size=settings.batch_size,
         logging_steps=50, distill=settings.distill_alpha > 0, alpha=settings.distill_alpha, precision=precision,
     )
-    finetune(model, tokenizer, train, validation, recipe, seed=context.seed, max_seq_length=context.max_seq_length,
+    # No evaluation after the epoch: the stage scores the converted model on validation and test afterwards.
+    finetune(model, tokenizer, train, None, recipe, seed=context.seed, max_seq_length=context.max_seq_length,
              teacher=teacher)
     convert_qat(model)
     save_int8_dynamic(model, tokenizer, out, Int8DynamicSettings(settings.quantize_embeddings))
