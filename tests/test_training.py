@@ -268,10 +268,11 @@ def test_the_teacher_logits_computed_once_are_the_ones_the_loss_would_compute_ea
     trainer = DistillationTrainer(
         model=student, args=TrainingArguments(str(tmp_path), per_device_train_batch_size=6, use_cpu=True,
                                               per_device_eval_batch_size=5, report_to="none"),
-        train_dataset=tokenize(frame, tokenizer, 32), data_collator=DataCollatorWithPadding(tokenizer),
-        teacher=teacher, distill=cfg)
+        train_dataset=tokenize(frame, tokenizer, 32), eval_dataset=tokenize(frame[:5], tokenizer, 32),
+        data_collator=DataCollatorWithPadding(tokenizer), teacher=teacher, distill=cfg)
     batch = next(iter(trainer.get_train_dataloader()))  # what a training step gets: the cached logits too
     assert batch[TEACHER_LOGITS].shape == (6, 2)
+    assert next(iter(trainer.get_eval_dataloader()))[TEACHER_LOGITS].shape == (5, 2)  # evaluation's too
     with torch.no_grad():
         live = teacher(**{k: v for k, v in batch.items() if k not in ("labels", TEACHER_LOGITS)}).logits
         torch.testing.assert_close(batch[TEACHER_LOGITS], live, atol=1e-5, rtol=1e-5)

@@ -166,10 +166,11 @@ class DistillationTrainer(Trainer):
         self.teacher = teacher.to(self.args.device).eval()
         self.distill = distill
         self.layer_map = layer_map if distill.hidden_weight > 0 else None
-        if self.layer_map is None and self.train_dataset is not None:  # logits alone: the same every epoch
-            self.train_dataset = self.train_dataset.add_column(
-                TEACHER_LOGITS, list(teacher_logits(self.teacher, self.train_dataset, self.data_collator,
-                                                    self.args.per_device_eval_batch_size)))
+        if self.layer_map is None:  # logits alone: the frozen teacher's are the same every epoch
+            self.train_dataset, self.eval_dataset = (
+                None if rows is None else rows.add_column(TEACHER_LOGITS, list(teacher_logits(
+                    self.teacher, rows, self.data_collator, self.args.per_device_eval_batch_size)))
+                for rows in (self.train_dataset, self.eval_dataset))
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()  # the model's arguments: the Trainer drops other columns
@@ -180,7 +181,7 @@ class DistillationTrainer(Trainer):
         match_hidden = self.layer_map is not None and model.training
         cached = inputs.pop(TEACHER_LOGITS, None)
         outputs = model(**inputs, output_hidden_states=match_hidden)
-        if cached is None:  # evaluation, or hidden states to match
+        if cached is None:  # hidden states to match
             with torch.no_grad():
                 teacher_inputs = {k: v for k, v in inputs.items() if k != "labels"}
                 teacher_out = self.teacher(**teacher_inputs, output_hidden_states=match_hidden)

@@ -30,8 +30,8 @@ import time
 IDLE_S = float(os.environ.get("PRUNEQUANT_WARM_IDLE_S", "120"))  # a server with no stage for this long exits
 # Modules most stages import. Imported only, nothing run: torch makes its thread pools on first use, in the child.
 PRELOAD = ("torch", "transformers", "transformers.models.auto.modeling_auto", "transformers.models.bert.modeling_bert",
-           "transformers.models.auto.tokenization_auto", "optimum.onnxruntime", "pandas", "pyarrow.parquet",
-           "scipy.stats", "click", "tqdm.auto")
+           "transformers.models.auto.tokenization_auto", "optimum.onnxruntime", "optimum.intel.openvino.modeling",
+           "bitsandbytes", "datasets", "pandas", "pyarrow.parquet", "scipy.stats", "click", "tqdm.auto")
 # Set by the launcher of each process, not by the user: they do not change what a stage computes.
 _VOLATILE_ENV = ("_", "OLDPWD", "PWD", "SHLVL", "DVC_STAGE", "DVC_ROOT", "PS1", "TERM_SESSION_ID")
 _HEADER = struct.Struct("!I")
@@ -227,7 +227,10 @@ def serve() -> None:
 
     path = socket_path()
     for name in PRELOAD:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - not installed or broken here: a stage that needs it imports it (and says why)
+            pass
     if any(name == "prunequant" or name.startswith("prunequant.") for name in sys.modules):
         raise SystemExit("warm server: prunequant was imported before a fork; its children would run stale code")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
