@@ -4,6 +4,7 @@ loading, the work itself (the `stage-time:` line every stage prints, prunequant.
 the process (checking, hashing and caching outputs). Writes the CSV and prints a Markdown table:
 
     python bench/stage_times.py --out metrics/stage-times.csv -- dvc repro
+    python bench/stage_times.py --compare metrics/stage-times-before.csv metrics/stage-times-after.csv
 """
 
 from __future__ import annotations
@@ -39,11 +40,17 @@ def parse(lines: list[tuple[float, str]], end: float) -> pd.DataFrame:
     return frame[["stage", "start", "wall_s", "startup_s", "loading_s", "work_s", "dvc_s"]].round(1)
 
 
-def markdown(frame: pd.DataFrame) -> str:
-    """One row per kind of stage (its name before '@'), the count, and the seconds summed over its stages."""
+def by_kind(frame: pd.DataFrame) -> pd.DataFrame:
+    """Seconds summed over the stages of each kind (a stage's name before '@'), with the count, and a total row."""
     kinds = frame.assign(kind=frame.stage.str.split("@").str[0]).groupby("kind", sort=False)
     table = kinds[["wall_s", "startup_s", "loading_s", "work_s", "dvc_s"]].sum().assign(stages=kinds.size())
     table.loc["total"] = table.sum()
+    return table
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """One row per kind of stage (its name before '@'), the count, and the seconds summed over its stages."""
+    table = by_kind(frame)
     lines = ["| stage | stages | wall s | start-up and imports s | loading s | work s | DVC around it s |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for kind, r in table.iterrows():
@@ -52,11 +59,28 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def compare(before: pd.DataFrame, after: pd.DataFrame) -> str:
+    """Wall seconds per kind of stage in two runs, side by side, and the ratio."""
+    old, new = by_kind(before), by_kind(after)
+    lines = ["| stage | stages | wall s, before | wall s, after | after / before |", "|---|---:|---:|---:|---:|"]
+    for kind in old.index:
+        if kind in new.index:
+            lines.append(f"| {kind} | {int(new.stages[kind])} | {old.wall_s[kind]:.0f} | {new.wall_s[kind]:.0f} "
+                         f"| {new.wall_s[kind] / old.wall_s[kind]:.2f} |")
+    return "\n".join(lines)
+
+
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.option("--out", type=click.Path(path_type=Path), default="metrics/stage-times.csv", show_default=True)
+@click.option("--compare", "compare_csvs", is_flag=True,
+              help="Run nothing: COMMAND is two CSVs this wrote (before, after); print their times side by side.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def main(out: Path, command: tuple[str, ...]) -> None:
+def main(out: Path, compare_csvs: bool, command: tuple[str, ...]) -> None:
     """Run COMMAND, echo its output, and write the per-stage times to OUT (the timestamped log next to it)."""
+    if compare_csvs:
+        before, after = (pd.read_csv(path) for path in command)
+        click.echo(compare(before, after))
+        return
     lines, start = [], time.time()
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
         for line in proc.stdout:
