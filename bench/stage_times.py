@@ -60,13 +60,16 @@ def markdown(frame: pd.DataFrame) -> str:
 
 
 def compare(before: pd.DataFrame, after: pd.DataFrame) -> str:
-    """Wall seconds per kind of stage in two runs, side by side, and the ratio."""
+    """Wall seconds per kind of stage in two runs, side by side, the ratio, and where the second run's went."""
     old, new = by_kind(before), by_kind(after)
-    lines = ["| stage | stages | wall s, before | wall s, after | after / before |", "|---|---:|---:|---:|---:|"]
+    lines = ["| stage | stages | wall s, before | wall s, after | after / before | after: start-up and imports s "
+             "| loading s | work s | DVC around it s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for kind in old.index:
         if kind in new.index:
-            lines.append(f"| {kind} | {int(new.stages[kind])} | {old.wall_s[kind]:.0f} | {new.wall_s[kind]:.0f} "
-                         f"| {new.wall_s[kind] / old.wall_s[kind]:.2f} |")
+            r = new.loc[kind]
+            lines.append(f"| {kind} | {int(r.stages)} | {old.wall_s[kind]:.0f} | {r.wall_s:.0f} "
+                         f"| {r.wall_s / old.wall_s[kind]:.2f} | {r.startup_s:.0f} | {r.loading_s:.0f} "
+                         f"| {r.work_s:.0f} | {r.dvc_s:.0f} |")
     return "\n".join(lines)
 
 

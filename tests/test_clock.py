@@ -50,3 +50,8 @@ def test_the_run_s_log_gives_each_stage_its_wall_time_phases_and_dvc_s_share():
     assert frame.dvc_s.tolist() == [1.5, 2.0, 2.0]  # what the process did not account for
     table = module.markdown(frame)
     assert "| quantize-onnx | 2 | 36 | 18 | 2 | 12 | 4 |" in table and "| total | 3 | 41 |" in table
+    # Two runs side by side: wall time per kind, the ratio, and where the second run's time went.
+    faster = frame.assign(wall_s=frame.wall_s / 2, startup_s=0.0)
+    side_by_side = module.compare(frame, faster)
+    assert "| quantize-onnx | 2 | 36 | 18 | 0.50 | 0 | 2 | 12 | 4 |" in side_by_side
+    assert "| total | 3 | 41 | 20 | 0.50 |" in side_by_side
