@@ -11,7 +11,7 @@ endif
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup check quick repro finetune compare-strategies bench-cpu bench-cpu-shapes bench-gpu bench-gpu-shapes test test-fast metrics plots \
+.PHONY: help setup check quick repro finetune compare-strategies bench-cpu bench-cpu-shapes bench-gpu bench-gpu-shapes test test-fast lint dvc-files metrics plots \
 	docker-build docker-quick docker-repro docker-bench-gpu docker-test exp push pull
 
 help: ## List the targets
@@ -76,6 +76,12 @@ test: setup ## Run the whole test suite (two workers, random order)
 
 test-fast: setup ## The inner loop: every test but the e2e and slow ones (-m "not e2e and not slow")
 	python -m pytest -n 2 --dist loadgroup -m "not e2e and not slow"
+
+lint: setup ## Lint the code (ruff, configured in pyproject.toml); the test suite runs it too
+	ruff check src stages bench tests
+
+dvc-files: setup ## Write dvc.yaml and strategies/, bench/, machine/dvc.yaml from src/prunequant/dvcfiles.py
+	python -m prunequant.dvcfiles
 
 metrics: setup ## Show the tracked metrics (dvc metrics show)
 	dvc metrics show

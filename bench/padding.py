@@ -18,8 +18,9 @@ import torch
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from prunequant.modeling import load_tokenizer
-from prunequant.params import BaseConfig, load
-from prunequant.recipe import FinetuneConfig, RefinetuneConfig
+from prunequant.params import load
+from prunequant.params.base import BaseConfig
+from prunequant.params.training import FinetuneConfig, RefinetuneConfig
 from prunequant.splits import load_split
 
 

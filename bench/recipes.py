@@ -78,7 +78,8 @@ def _check_settings(name: str, data: dict, settings: tuple[str, ...]) -> None:
         for part in key.split("."):
             found = (found or {}).get(part)
         if found != yaml.safe_load(value):
-            sys.exit(f"error: experiment {name!r} ran with {key}={found!r}, not {value}; rerun `python bench/recipes.py run`")
+            sys.exit(f"error: experiment {name!r} ran with {key}={found!r}, not {value}; "
+                     "rerun `python bench/recipes.py run`")
 
 
 @main.command()

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from prunequant.bench import BenchConfig, make_jobs, trained_targets
+from prunequant.bench import make_jobs, trained_targets
 from prunequant.bench_worker import _Workers
 from prunequant.host import available_memory_mb
-from prunequant.params import BaseConfig, load
-from prunequant.pruning import PruneConfig
-from prunequant.quantization import QuantizeConfig
+from prunequant.params import load
+from prunequant.params.base import BaseConfig
+from prunequant.params.bench import BenchConfig
+from prunequant.params.prune import PruneConfig
+from prunequant.params.quantize import QuantizeConfig
 from prunequant.splits import load_split, model_inputs
 
 

@@ -22,7 +22,7 @@ def one_run(precision: str, steps: int, data: Path) -> float:
     import transformers
 
     from prunequant.modeling import load_classifier, load_tokenizer
-    from prunequant.recipe import FinetuneConfig
+    from prunequant.params.training import FinetuneConfig
     from prunequant.splits import load_split
     from prunequant.training import finetune
 

@@ -9,12 +9,14 @@ from pathlib import Path
 import click
 
 from prunequant.errors import StageCommand
-from prunequant.evaluation import EvaluateConfig, save_predictions, score_splits
+from prunequant.evaluation import save_predictions, score_splits
 from prunequant.fingerprint import folder_md5
 from prunequant.io import write_json
-from prunequant.sizes import model_size_mb
 from prunequant.modeling import load_classifier, load_tokenizer, num_layers, training_precision_of
-from prunequant.params import BaseConfig, load
+from prunequant.params import load
+from prunequant.params.base import BaseConfig
+from prunequant.params.evaluate import EvaluateConfig
+from prunequant.sizes import model_size_mb
 
 
 @click.command(cls=StageCommand)

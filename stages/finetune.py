@@ -17,9 +17,10 @@ from prunequant.modeling import (
     load_tokenizer,
     save_classifier,
 )
-from prunequant.params import BaseConfig, load
+from prunequant.params import load
+from prunequant.params.base import BaseConfig
+from prunequant.params.training import FinetuneConfig
 from prunequant.splits import load_label_names, load_split
-from prunequant.recipe import FinetuneConfig
 from prunequant.training import finetune, is_main_process
 
 

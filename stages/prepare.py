@@ -8,10 +8,12 @@ from pathlib import Path
 
 import click
 
-from prunequant.data import PrepareConfig, load_raw_splits, make_splits
+from prunequant.data import load_raw_splits, make_splits
 from prunequant.errors import StageCommand
 from prunequant.io import write_json
-from prunequant.params import BaseConfig, load
+from prunequant.params import load
+from prunequant.params.base import BaseConfig
+from prunequant.params.prepare import PrepareConfig
 from prunequant.splits import save_splits
 
 

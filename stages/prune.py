@@ -11,17 +11,11 @@ import click
 import pandas as pd
 
 from prunequant.errors import PrunequantError, StageCommand
+from prunequant.layer_choice import angular_blocks, importance_order, layers_to_drop
 from prunequant.modeling import load_classifier, load_tokenizer, save_classifier
 from prunequant.params import load
-from prunequant.pruning import (
-    PRUNE_STRATEGIES,
-    PruneConfig,
-    angular_blocks,
-    drop_layers,
-    importance_order,
-    layer_count,
-    layers_to_drop,
-)
+from prunequant.params.prune import PRUNE_STRATEGIES, PruneConfig
+from prunequant.pruning import drop_layers, layer_count
 
 
 @click.command(cls=StageCommand)

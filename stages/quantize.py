@@ -10,7 +10,6 @@ import click
 
 from prunequant.errors import PrunequantError, StageCommand
 from prunequant.evaluation import (
-    EvaluateConfig,
     load_predictions,
     paired_test,
     save_predictions,
@@ -18,22 +17,24 @@ from prunequant.evaluation import (
 )
 from prunequant.fingerprint import folder_md5
 from prunequant.io import atomic_dir, write_json, write_text
-from prunequant.sizes import model_size_mb
 from prunequant.modelcard import model_card
 from prunequant.modeling import num_layers, training_precision_of
-from prunequant.params import BaseConfig, load
+from prunequant.params import load
+from prunequant.params.base import BaseConfig
+from prunequant.params.evaluate import EvaluateConfig
+from prunequant.params.quantize import SCHEME_FAMILY, QuantizeConfig
 from prunequant.quantization import (
-    SCHEME_FAMILY,
     BuildContext,
-    QuantizeConfig,
     build_artifact,
     get_scheme,
     load_artifact,
     measured_on,
     not_available_reason,
+    scheme_settings,
     scoring_batch_size,
     write_manifest,
 )
+from prunequant.sizes import model_size_mb
 from prunequant.splits import SCORED_SPLITS, load_label_names, load_split, model_inputs
 
 
@@ -56,7 +57,7 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
     """Write the artifact to <out>, its accuracy to <metrics> and its predictions to <predictions>."""
     params = load(params_path, base=BaseConfig, evaluate=EvaluateConfig, quantize=QuantizeConfig)
     scheme = get_scheme(scheme_name)  # imports this scheme's family, and no other
-    settings = params.quantize.scheme_settings(scheme_name)
+    settings = scheme_settings(params.quantize, scheme_name)
     # Inputs are checked before any build: a missing one fails in one line, and fast.
     if not (model_dir / "config.json").is_file():
         raise PrunequantError(f"{model_dir}: no model folder here; run `dvc repro` to build it")

@@ -14,8 +14,9 @@ from prunequant.checkpoints import Checkpoints
 from prunequant.errors import PrunequantError, StageCommand
 from prunequant.launch import relaunch
 from prunequant.modeling import load_classifier, load_tokenizer, save_classifier
-from prunequant.params import BaseConfig, load
-from prunequant.recipe import RefinetuneConfig
+from prunequant.params import load
+from prunequant.params.base import BaseConfig
+from prunequant.params.training import RefinetuneConfig
 from prunequant.splits import load_split
 from prunequant.training import finetune, is_main_process
 
@@ -26,7 +27,8 @@ from prunequant.training import finetune, is_main_process
 @click.option("--teacher", "teacher_dir", type=click.Path(path_type=Path), required=True,
               help="Fine-tuned baseline folder (the teacher when refinetune.distill is on).")
 @click.option("--transfer", "transfer_path", type=click.Path(path_type=Path), required=True,
-              help="The transfer stage's Parquet file of unlabelled sentences (no rows with refinetune.transfer: null).")
+              help="The transfer stage's Parquet file of unlabelled sentences "
+                   "(no rows with refinetune.transfer: null).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the model.")
 @click.option("--live", "live_dir", type=click.Path(path_type=Path), required=True, help="DVCLive folder.")
 @click.option("--distill/--no-distill", default=None,

@@ -12,13 +12,13 @@ import click
 import pandas as pd
 
 from prunequant.errors import PrunequantError, StageCommand
-from prunequant.evaluation import EvaluateConfig
 from prunequant.io import write_json
+from prunequant.layer_choice import estimator_comparison
 from prunequant.params import load
-from prunequant.pruning import PruneConfig
-from prunequant.decision import ReportConfig
+from prunequant.params.evaluate import EvaluateConfig
+from prunequant.params.prune import PruneConfig
+from prunequant.params.report import ReportConfig
 from prunequant.report import recommendation_metrics, write_report
-from prunequant.sensitivity import estimator_comparison
 
 
 @click.command(cls=StageCommand)
@@ -46,7 +46,8 @@ def main(results: Path, bench_dir: Path, out_dir: Path, recommendations: Path, s
                         (sensitivity_json, "sensitivity")):
         if not path.is_file():
             raise PrunequantError(f"{path}: not found; run `dvc repro {stage}` first")
-    estimators = estimator_comparison(pd.read_csv(sensitivity_csv), pd.read_csv(blocks_csv), json.loads(sensitivity_json.read_text()),
+    estimators = estimator_comparison(pd.read_csv(sensitivity_csv), pd.read_csv(blocks_csv),
+                                      json.loads(sensitivity_json.read_text()),
                                       params.prune.keep_layers)
     choices = write_report(pd.read_csv(results), bench_dir, out_dir, params, study, estimators)
     for choice in choices:

@@ -12,11 +12,11 @@ from pathlib import Path
 import click
 
 from prunequant.errors import StageCommand
-from prunequant.evaluation import EvaluateConfig
 from prunequant.io import write_text
 from prunequant.params import load
-from prunequant.pruning import CompareConfig, PruneConfig
-from prunequant.quantization import QuantizeConfig
+from prunequant.params.evaluate import EvaluateConfig
+from prunequant.params.prune import CompareConfig, PruneConfig
+from prunequant.params.quantize import QuantizeConfig
 from prunequant.results import collect_results, markdown_table, summary_table
 
 

@@ -10,11 +10,14 @@ from pathlib import Path
 import click
 
 from prunequant.errors import StageCommand
-from prunequant.evaluation import EvaluateConfig, predict_logits
+from prunequant.evaluation import predict_logits
 from prunequant.io import write_json, write_text
 from prunequant.modeling import load_classifier, load_tokenizer
-from prunequant.params import BaseConfig, load
-from prunequant.sensitivity import SensitivityConfig, measure, plot_sensitivity
+from prunequant.params import load
+from prunequant.params.base import BaseConfig
+from prunequant.params.evaluate import EvaluateConfig
+from prunequant.params.sensitivity import SensitivityConfig
+from prunequant.sensitivity import measure, plot_sensitivity
 from prunequant.splits import load_split, model_inputs
 
 

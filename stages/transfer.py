@@ -10,15 +10,17 @@ import click
 
 from prunequant.errors import StageCommand
 from prunequant.io import write_json
-from prunequant.params import BaseConfig, load
-from prunequant.recipe import RefinetuneConfig
+from prunequant.params import load
+from prunequant.params.base import BaseConfig
+from prunequant.params.training import RefinetuneConfig
 from prunequant.splits import SPLITS, load_split
 from prunequant.transfer import build_transfer, save_transfer
 
 
 @click.command(cls=StageCommand)
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, help="Prepared data folder.")
-@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="Parquet file for the sentences.")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True,
+              help="Parquet file for the sentences.")
 @click.option("--metrics", type=click.Path(path_type=Path), required=True, help="JSON file for the counts.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
 def main(data_dir: Path, out_path: Path, metrics: Path, params_path: str) -> None:
@@ -29,7 +31,8 @@ def main(data_dir: Path, out_path: Path, metrics: Path, params_path: str) -> Non
     frame, summary = build_transfer(cfg.transfer, prepared, cfg.transfer_samples, params.base.seed)
     save_transfer(frame, out_path)
     write_json(metrics, summary)
-    click.echo(f"transfer: {summary['sentences']} sentences from {cfg.transfer or 'nothing (refinetune.transfer: null)'} -> {out_path}")
+    source = cfg.transfer or "nothing (refinetune.transfer: null)"
+    click.echo(f"transfer: {summary['sentences']} sentences from {source} -> {out_path}")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["PRUNEQUANT_WARM"] = "0"  # every stage a cold process; tests/test_warm.py tests warm starts
-# Under pytest-xdist (make test: two workers on two cores), one thread per process for torch, ONNX Runtime and the
-# stage processes the tests start: the test models are tiny, and two workers each spinning two threads only contend
-# (measured: the whole suite 9 min 48 s with the default threads, 7 min 32 s with one).
+# Two workers on two cores: one thread per process, as the tiny test models gain nothing from more and threads contend.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -80,12 +78,13 @@ def invoke_stage(workspace: Path, name: str, *args: str):
 
 
 def make_workspace(root: Path, model_dir: Path, params: dict) -> Path:
-    """A folder to run stages in: the model as ./tiny, 80 sentences as ./data.csv, the given params.yaml."""
+    """A folder to run stages in: the model as ./tiny, 80 sentences as ./data.csv, params.yaml with ``params``'
+    sections merged in."""
     import yaml
 
     shutil.copytree(model_dir, root / "tiny")
     tiny_frame(40).to_csv(root / "data.csv", index=False)
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    (root / "params.yaml").write_text(yaml.safe_dump(params_dict(**params)))
     return root
 
 
@@ -209,24 +208,47 @@ def private_copy(repo: Path, dest: Path) -> Path:
     return dest
 
 
+@functools.cache
+def _repo_params() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
 def params_dict(**sections) -> dict:
-    """A complete params mapping the tests build themselves, never read from this checkout's params.yaml (which a
-    user edits, and `dvc exp run -S` rewrites): every section's dataclass defaults, every scheme listed with its
-    settings' defaults, then each of ``sections`` merged into its section."""
-    import dataclasses
-    import json
+    """params.yaml, the one home of every value, with each of ``sections`` merged into its section."""
+    import copy
 
-    from prunequant.check import Params
-    from prunequant.quantization import SCHEME_FAMILY, get_scheme, parse_settings
-
-    raw = json.loads(json.dumps(dataclasses.asdict(Params())))  # tuples become lists, as in YAML
-    schemes = [name for name in SCHEME_FAMILY if name != "fp32"]
-    raw["quantize"] = {"schemes": by_family(*schemes), "settings": {
-        name: json.loads(json.dumps(dataclasses.asdict(parse_settings(get_scheme(name), None, name))))
-        for name in schemes}}
+    raw = copy.deepcopy(_repo_params())
     for section, values in sections.items():
         raw[section].update(values)
     return raw
+
+
+def config(section: str, **overrides):
+    """The validated config of one params.yaml section, ``overrides`` replacing some of its values."""
+    import typing
+
+    from prunequant.check import Params
+    from prunequant.params import build_section
+
+    cls = typing.get_type_hints(Params)[section]
+    return build_section(cls, {**_repo_params()[section], **overrides}, section)
+
+
+def settings_of(scheme: str):
+    """Scheme ``scheme``'s settings as params.yaml sets them."""
+    from prunequant.quantization import get_scheme, parse_settings
+
+    return parse_settings(get_scheme(scheme), _repo_params()["quantize"]["settings"].get(scheme),
+                          f"quantize.settings.{scheme}")
+
+
+def all_params(**sections):
+    """:func:`params_dict` validated whole (a :class:`prunequant.check.Params`)."""
+    from prunequant.check import params_from_dict
+
+    return params_from_dict(params_dict(**sections))
 
 
 def write_params(path: Path, **sections) -> Path:
@@ -239,7 +261,7 @@ def write_params(path: Path, **sections) -> Path:
 
 def by_family(*names: str) -> dict[str, list[str]]:
     """``quantize.schemes`` listing just ``names``, each under its family (every family present)."""
-    from prunequant.quantization import FAMILIES, SCHEME_FAMILY
+    from prunequant.params.quantize import FAMILIES, SCHEME_FAMILY
 
     return {family: [n for n in names if SCHEME_FAMILY[n] == family] for family in FAMILIES}
 
@@ -251,11 +273,9 @@ def pytest_configure(config):
 
 
 def _heavy_first(items, used_builds: dict) -> None:
-    """Longest work first, so that no long test starts last while the other worker has nothing left (the whole
-    suite took 5 min 39 s or 6 min 35 s in random order, depending on where the end-to-end tests fell): the tests
-    on a shared DVC build, one of each build at the front so that the two workers start on different builds, then
-    the slow tests, then the other groups, then the rest. Stable: within each class the order stays pytest-randomly's,
-    so the seed still decides it."""
+    """Longest work first, so that no long test starts last while the other worker idles: the tests on a shared DVC
+    build (one of each build at the front, so the two workers start on different builds), then the slow tests, then
+    the other groups, then the rest. Stable: within each class pytest-randomly's seed still decides the order."""
     def build_of(item):
         return next((used_builds[f] for f in getattr(item, "fixturenames", ()) if f in used_builds), None)
 
@@ -281,9 +301,8 @@ def _heavy_first(items, used_builds: dict) -> None:
 def pytest_collection_modifyitems(config, items):
     """Note which shared builds the selected tests use. With ``--dist loadgroup`` (make test), order the work
     heaviest first (:func:`_heavy_first`) and send the tests of one ``xdist_group`` to one worker, so a module's
-    costly fixture is built once and no worker waits on another's shared build. pytest-xdist 3.8 marks a group by renaming
-    ``item._nodeid``, which pytest 9 no longer reads (node ids live in ``item._id``): without this hook every group
-    was spread over both workers."""
+    costly fixture is built once and no worker waits on another's shared build. The group goes into ``item._id``
+    because pytest 9 reads node ids there, not from the ``item._nodeid`` that pytest-xdist 3.8 renames."""
     used = {fixture for item in items for fixture in getattr(item, "fixturenames", ())}
     SHARED_BUILDS.update(DECLARED_BUILDS[f] for f in used & DECLARED_BUILDS.keys())
     if not getattr(config.option, "loadgroup", False):
@@ -292,7 +311,8 @@ def pytest_collection_modifyitems(config, items):
     from _pytest.nodeid import coerce_node_id
 
     for item in items:
-        names = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+        names = {str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                 for m in item.iter_markers("xdist_group")}
         suffix = "@" + "_".join(sorted(names))
         if names and not item.nodeid.endswith(suffix):
             item._id = coerce_node_id(item.nodeid + suffix)

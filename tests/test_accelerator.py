@@ -44,11 +44,13 @@ def test_no_driver_means_no_device():
 
 def test_the_machine_check_never_imports_torch():
     code = "import sys, prunequant.accelerator as a; a.probe(); print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize(("text", "flags"), [
-    ("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16\nbugs\t: none\n", {"fpu", "sse", "avx512f", "avx512_bf16"}),
+    ("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16\nbugs\t: none\n",
+     {"fpu", "sse", "avx512f", "avx512_bf16"}),
     ("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n", {"fp", "asimd", "bf16", "i8mm"}),  # Arm
     ("model name\t: something\n", set()),
 ])

@@ -15,28 +15,28 @@ import re
 import resource
 import shutil
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import pytest
 import yaml
 
-from .conftest import by_family, invoke_stage, make_workspace, run_stage_in, tiny_frame
+from .conftest import by_family, invoke_stage, make_workspace, params_dict, run_stage_in, tiny_frame
 
 # One worker runs the whole module: its module fixture is built once.
 pytestmark = [pytest.mark.bad_input, pytest.mark.xdist_group("bad_input")]
 
-GOOD = {
-    "base": {"seed": 0, "model": "tiny", "data": "data.csv", "max_seq_length": 16},
-    "prepare": {"validation_size": 0.25, "test_size": 0.25},
-    "finetune": {"epochs": 2, "learning_rate": 1e-3, "batch_size": 8, "warmup_ratio": 0.0, "logging_steps": 1,
-                 "checkpoint_steps": 0},
-    "refinetune": {"epochs": 1, "batch_size": 8},
-    "prune": {"keep_layers": [1]},
-    "quantize": {"schemes": by_family("int8-dynamic", "fp8"), "settings": {"int8-dynamic": {}, "fp8": {}}},
-}
+GOOD = params_dict(
+    base={"seed": 0, "model": "tiny", "data": "data.csv", "max_seq_length": 16},
+    prepare={"validation_size": 0.25, "test_size": 0.25},
+    finetune={"epochs": 2, "learning_rate": 1e-3, "batch_size": 8, "warmup_ratio": 0.0, "logging_steps": 1,
+              "checkpoint_steps": 0},
+    refinetune={"epochs": 1, "batch_size": 8, "transfer": None},
+    prune={"keep_layers": [1]},
+    quantize={"schemes": by_family("int8-dynamic", "fp8")},
+)
 PROGRESS = re.compile(r"^\s*(Map:\s*)?\d+%\|.*\|")  # a tqdm bar
 
 
@@ -170,9 +170,11 @@ CASES = {
     "misspelled-scheme-setting": Case(
         "quantize", (*QUANTIZE, "--scheme", "onnx-int8-static"),
         "unknown key 'quantize.settings.onnx-int8-static.calibration_sampels' (did you mean 'calibration_samples'?)",
-        {"quantize": {"schemes": by_family("onnx-int8-static"), "settings": {"onnx-int8-static": {"calibration_sampels": 64}}}},
+        {"quantize": {"schemes": by_family("onnx-int8-static"),
+                      "settings": {"onnx-int8-static": {"calibration_sampels": 64}}}},
         outputs=("artifact", "m.json")),
-    "not-yaml": Case("prepare", PREPARE, "params.yaml: not valid YAML at line 3; fix the syntax", "base:\n  seed: [1\n", outputs=("prepared",)),
+    "not-yaml": Case("prepare", PREPARE, "params.yaml: not valid YAML at line 3; fix the syntax", "base:\n  seed: [1\n",
+                     outputs=("prepared",)),
     "wrong-type": Case("finetune", FINETUNE, "finetune.batch_size must be of type int, got 'eight'",
                        {"finetune": {"batch_size": "eight"}}, outputs=("model",)),
     "negative-lr": Case("finetune", FINETUNE, "finetune.learning_rate must be in (0, 1), got -1e-05",
@@ -195,7 +197,8 @@ CASES = {
                   "--out", "{case}/pruned"), "prune.strategy is 'sensitivty' (did you mean 'sensitivity'?)",
         {"prune": {"strategy": "sensitivty"}}, outputs=("pruned",)),
     "unknown-scheme": Case("quantize", (*QUANTIZE, "--scheme", "int8-dynamic"),
-                           "quantize.schemes.torch[0]", {"quantize": {"schemes": {**by_family(), "torch": ["int8-dinamic"]}}},
+                           "quantize.schemes.torch[0]",
+                           {"quantize": {"schemes": {**by_family(), "torch": ["int8-dinamic"]}}},
                            outputs=("artifact",)),
     "unknown-data-set": Case("prepare", PREPARE, "unknown data set 'rotten_tomatos' (did you mean 'rotten_tomatoes'?)",
                              {"base": {"data": "rotten_tomatos"}}, outputs=("prepared",)),
@@ -212,7 +215,8 @@ CASES = {
         {"base": {"data": "{case}/data.csv"}}, _csv(tiny_frame(10).rename(columns={"text": "texts"})),
         outputs=("prepared",)),
     "missing-labels": Case(
-        "prepare", PREPARE, "prepare.label_column: 2 rows of the train split have no label in column 'label' (first: row 3)",
+        "prepare", PREPARE,
+        "prepare.label_column: 2 rows of the train split have no label in column 'label' (first: row 3)",
         {"base": {"data": "{case}/data.csv"}},
         _csv(tiny_frame(10).assign(label=lambda f: f.label.astype(object).where(~f.index.isin([3, 7]), ""))),
         outputs=("prepared",)),
@@ -220,7 +224,8 @@ CASES = {
                            _csv(tiny_frame(10).iloc[:0]), outputs=("prepared",)),
     "duplicated-ids": Case(
         "prepare", PREPARE, "the train split repeats ids in its 'idx' column (e.g. 3",
-        {"base": {"data": "{case}/data.csv"}}, _csv(tiny_frame(10).assign(idx=lambda f: [min(i, 3) for i in range(len(f))])),
+        {"base": {"data": "{case}/data.csv"}},
+        _csv(tiny_frame(10).assign(idx=lambda f: [min(i, 3) for i in range(len(f))])),
         outputs=("prepared",)),
     "missing-data-file": Case("prepare", PREPARE, "base.data: file 'nowhere.csv' not found",
                               {"base": {"data": "nowhere.csv"}}, outputs=("prepared",)),

@@ -11,13 +11,12 @@ import yaml
 from click.testing import CliRunner
 
 from prunequant import bench, bench_table, bench_worker, timing
-from prunequant.bench import BenchConfig
 from prunequant.check import params_from_dict
 from prunequant.errors import PrunequantError
 from prunequant.quantization import write_manifest
 from prunequant.quantization.every import every_scheme
 
-from .conftest import by_family, params_dict, script_module, write_params
+from .conftest import by_family, config, params_dict, script_module, write_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,9 +47,9 @@ def tiny_params(**bench_overrides):
 
 
 def test_points_star_and_full_grid():
-    config = BenchConfig(batch_sizes=(1, 4, 64), seq_lengths=(16, 128), batch_seq_length=64)
-    assert config.points() == [(1, 16), (1, 64), (1, 128), (4, 64), (64, 64)]  # fewest tokens first
-    full = BenchConfig(batch_sizes=(1, 4), seq_lengths=(16, 128), full_grid=True)
+    cfg = config("bench", batch_sizes=(1, 4, 64), seq_lengths=(16, 128), batch_seq_length=64)
+    assert cfg.points() == [(1, 16), (1, 64), (1, 128), (4, 64), (64, 64)]  # fewest tokens first
+    full = config("bench", batch_sizes=(1, 4), seq_lengths=(16, 128), full_grid=True)
     assert full.points() == [(1, 16), (4, 16), (1, 128), (4, 128)]
 
 
@@ -68,20 +67,25 @@ def test_parse_shape(shape, expected):
     ({"shapes": ["bert-base-uncased:13"]}, "the layer count after ':' must be 1 to 12"),
     ({"gpu_runtimes": ["cudagraphs"]}, "bench.gpu_runtimes[0] is 'cudagraphs' (did you mean 'cudagraph'?)"),
     ({"weights": "randm"}, "bench.weights is 'randm' (did you mean 'random'?)"),
-    ({"batch_sizes": [0, 2]}, "bench.batch_sizes must list sizes >= 1"),
+    ({"batch_sizes": [0, 2]}, "bench.batch_sizes must be >= 1, got [0]"),
+    ({"seq_lengths": []}, "bench.seq_lengths must list sizes >= 1"),
     ({"min_runs": 200}, "bench.min_runs must be <= bench.runs (100)"),
     ({"max_seconds": 0}, "bench.max_seconds must be > 0"),
     ({"thread": 2}, "unknown key 'bench.thread' (did you mean 'threads'?)"),
 ])
 def test_bad_bench_params_are_one_line_errors(bench_section, message):
     with pytest.raises(PrunequantError) as info:
-        params_from_dict({"bench": bench_section})
+        params_from_dict(params_dict(bench=bench_section))
     assert message in info.value.format_message() and "\n" not in info.value.format_message()
 
 
 def test_time_calls_stops_at_the_time_budget_but_not_below_min_runs():
     calls = []
-    fixed = lambda call: (call(), 40.0)[1]  # noqa: E731: every call "takes" 40 ms
+
+    def fixed(call):  # every call "takes" 40 ms
+        call()
+        return 40.0
+
     times = timing.time_calls(lambda: calls.append(1), fixed, warmup=3, runs=100, min_runs=5, max_seconds=0.1)
     assert times == [40.0] * 5  # the 0.1 s budget is spent after 3 runs, min_runs wins
     times = timing.time_calls(lambda: None, lambda call: 1.0, warmup=0, runs=7, min_runs=2, max_seconds=10)
@@ -174,8 +178,8 @@ def test_ratios_compare_with_the_full_depth_references_of_the_same_family_and_po
     assert pd.isna(frame.loc[("baseline-fp16", 1), "ratio_fp32"])
 
 
-def test_summary_table_lists_every_variant_with_the_fp32_ratio_last():
-    table = bench_table.summary_table(crafted_rows(), short=(1, 16), long=(1, 16), wide=(4, 64))
+def test_bench_summary_table_lists_every_variant_with_the_fp32_ratio_last():
+    table = bench_table.bench_summary_table(crafted_rows(), short=(1, 16), long=(1, 16), wide=(4, 64))
     lines = table.splitlines()
     assert lines[0].rstrip(" |").endswith("x FP32 baseline (per-round range)")
     row = next(line for line in lines if line.startswith("| pruned-3-onnx-int8-dynamic |"))
@@ -209,7 +213,8 @@ def test_gpu_targets_run_each_torch_variant_in_every_runtime_and_skip_cpu_only_o
     (models / "baseline").symlink_to(tiny_model_dir)
     folder = models / "quantized" / "baseline-fp16"
     (folder / "config.json").write_text("{}")
-    write_manifest(folder, every_scheme()["fp16"], every_scheme()["fp16"].settings(), "models/baseline", "n/a: needs CUDA")
+    write_manifest(folder, every_scheme()["fp16"], every_scheme()["fp16"].settings(), "models/baseline",
+                   "n/a: needs CUDA")
     targets = bench.trained_targets(models, params, "cuda")
     assert {(t.variant, t.runtime) for t in targets if t.variant.startswith("baseline")} == {
         (v, r) for v in ("baseline", "baseline-fp16", "baseline-bnb-nf4") for r in ("eager", "cudagraph", "compile")}
@@ -222,9 +227,12 @@ def test_gpu_targets_run_each_torch_variant_in_every_runtime_and_skip_cpu_only_o
     assert "int8-qat" not in {t.precision for t in shapes}  # needs training data, not a shape
 
 
+SETTINGS = params_dict()["quantize"]["settings"]  # each scheme's, as params.yaml sets them
+
+
 def job_for(target, texts=("a fine , moving film .", "dull and tedious .")):
     return bench.Job(target=target, points=((1, 8), (2, 16)), texts=texts, warmup=1, runs=5, min_runs=3,
-                     max_seconds=0.05, threads=1, settings={}, seed=0, settle_seconds=0.01)
+                     max_seconds=0.05, threads=1, settings=SETTINGS.get(target.precision), seed=0, settle_seconds=0.01)
 
 
 @pytest.mark.parametrize("precision, runtime", [
@@ -277,7 +285,7 @@ def test_groups_of_rounds_pair_every_target_with_the_references_and_final_rounds
                bench.Target("bert-tiny-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime-fixed", "cpu",
                             "bert-tiny", "bert-tiny", "random")]
     jobs = [bench.Job(target=t, points=((1, 8), (1, 16)), texts=("a fine film .",), warmup=1, runs=3, min_runs=2,
-                      max_seconds=0.02, threads=1, settings={}, seed=0) for t in targets]
+                      max_seconds=0.02, threads=1, settings=SETTINGS.get(t.precision), seed=0) for t in targets]
     seen = []
 
     def final(rows):
@@ -292,7 +300,8 @@ def test_groups_of_rounds_pair_every_target_with_the_references_and_final_rounds
                    ("bert-tiny-onnx-int8-dynamic", 8): "2;3", ("bert-tiny-onnx-int8-dynamic", 16): "2;3"}
     assert ("bert-tiny:1", 8, "0;1") in seen  # the callback read the groups' rows, before the final rounds
     by_key = {(r["variant"], r["seq_len"]): r for r in rows}
-    assert by_key[("bert-tiny:1", 8)]["rounds"] == 5 and len(by_key[("bert-tiny:1", 8)]["round_p50s_ms"].split(";")) == 5
+    assert by_key[("bert-tiny:1", 8)]["rounds"] == 5
+    assert len(by_key[("bert-tiny:1", 8)]["round_p50s_ms"].split(";")) == 5
     assert any("2 group(s)" in line for line in lines)
     assert any(line.startswith("  final rounds at batch 1 x 8 tokens: bert-tiny:1 (eager)") for line in lines)
 
@@ -402,10 +411,10 @@ def test_a_bert_base_shape_is_timed_with_random_weights():
     assert row["layers"] == 1 and row["weights"] == "random" and row["latency_ms_p50"] > 0
 
 
-def test_summary_table_without_an_onnx_reference_says_na():
+def test_bench_summary_table_without_an_onnx_reference_says_na():
     frame = crafted_rows()
     frame = frame[frame.precision != "onnx-int8-dynamic"]  # a GPU run has no ONNX rows
-    row = next(line for line in bench_table.summary_table(frame, (1, 16), (1, 16), (4, 64)).splitlines()
+    row = next(line for line in bench_table.bench_summary_table(frame, (1, 16), (1, 16), (4, 64)).splitlines()
                if line.startswith("| pruned-3 |"))
     assert row.rstrip().endswith("| n/a | 0.500 (0.500-0.500) |")
 
@@ -439,8 +448,8 @@ def test_depth_comparison_pits_each_cut_in_its_fastest_int8_runtime_against_full
 @pytest.mark.parametrize("text, expected", [("1x16,1x128", [(1, 16), (1, 128)]), ("8x64", [(8, 64)])])
 def test_points_option(text, expected):
     assert bench.parse_points(text) == expected
-    config = BenchConfig().with_points(expected)
-    assert sorted(config.points()) == sorted(expected)
+    cfg = config("bench").with_points(expected)
+    assert sorted(cfg.points()) == sorted(expected)
 
 
 @pytest.mark.parametrize("text", ["1x", "16", "0x16", "1x16,a"])
@@ -450,11 +459,11 @@ def test_bad_points_are_one_line_errors(text):
 
 
 def test_fixed_shape_runtimes_are_timed_at_the_batch_1_points():
-    config = BenchConfig(batch_sizes=(1, 8), seq_lengths=(16, 128), batch_seq_length=64)
+    cfg = config("bench", batch_sizes=(1, 8), seq_lengths=(16, 128), batch_seq_length=64)
     fixed = bench.Target("pruned-3-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime-fixed", "cpu", "minilm-l6")
     dynamic = bench.Target("pruned-3-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", "cpu", "minilm-l6")
-    assert bench.points_for(fixed, config) == ((1, 16), (1, 64), (1, 128))
-    assert bench.points_for(dynamic, config) == tuple(config.points())
+    assert bench.points_for(fixed, cfg) == ((1, 16), (1, 64), (1, 128))
+    assert bench.points_for(dynamic, cfg) == tuple(cfg.points())
 
 
 def test_steal_time_over_the_run(tmp_path):

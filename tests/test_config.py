@@ -7,6 +7,9 @@ import yaml
 
 from prunequant.check import Params, load_params, params_from_dict
 from prunequant.errors import PrunequantError
+from prunequant.quantization import scheme_settings
+
+from .conftest import by_family, config, params_dict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,8 +91,17 @@ def test_check_command_reports_a_bad_section_in_one_line_and_exit_1(tmp_path):
     ("report:\n  radar_flor: 0.2\n", "params.yaml: unknown key 'report.radar_flor' (did you mean 'radar_floor'?)"),
 ])
 def test_the_whole_file_check_reports_any_section_in_one_line(tmp_path, text, expected):
-    """What `make check` runs (in this process: load_params is the command's whole work)."""
-    (tmp_path / "params.yaml").write_text(text)
+    """What `make check` runs (in this process: load_params is the command's whole work), on params.yaml with
+    ``text``'s values set."""
+    def merge(into, values):
+        for key, value in values.items():
+            if isinstance(value, dict) and isinstance(into.get(key), dict):
+                merge(into[key], value)
+            else:
+                into[key] = value
+        return into
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(merge(params_dict(), yaml.safe_load(text))))
     with pytest.raises(PrunequantError) as info:
         load_params(tmp_path / "params.yaml")
     assert info.value.format_message().startswith(expected) and "\n" not in info.value.format_message()
@@ -97,26 +109,34 @@ def test_the_whole_file_check_reports_any_section_in_one_line(tmp_path, text, ex
 
 def test_a_stage_reads_only_its_sections(tmp_path):
     """A stage validates what it reads: a bad bench section does not stop `prepare` (make check catches it)."""
-    from prunequant.data import PrepareConfig
-    from prunequant.params import BaseConfig, load
+    from prunequant.params import load
+    from prunequant.params.base import BaseConfig
+    from prunequant.params.prepare import PrepareConfig
 
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"base": {"seed": 3}, "bench": {"runs": -1}}))
+    path.write_text(yaml.safe_dump(params_dict(base={"seed": 3}, bench={"runs": -1})))
     params = load(path, base=BaseConfig, prepare=PrepareConfig)
-    assert params.base.seed == 3 and params.prepare == PrepareConfig()
+    assert params.base.seed == 3 and params.prepare == config("prepare")
     with pytest.raises(PrunequantError, match="bench.runs must be >= 1"):
         load_params(path)
 
 
-def test_configs_are_frozen():
-    params = Params()
-    with pytest.raises(AttributeError):
-        params.base.seed = 1
+def test_a_config_built_in_code_is_checked_like_params_yaml():
+    """The checks run when a config is constructed, not only when params.yaml is read: a copy changed in code
+    (``dataclasses.replace``, as ``BenchConfig.with_points`` does) is refused by the same bound and cross-field
+    checks, so a config object never holds a value params.yaml could not."""
+    import dataclasses
+
+    finetune = params_from_dict(params_dict()).finetune
+    with pytest.raises(PrunequantError, match="batch_size must be >= 1, got 0"):
+        dataclasses.replace(finetune, batch_size=0)
+    with pytest.raises(PrunequantError, match="batch_size .*must divide evenly over"):
+        dataclasses.replace(finetune, batch_size=3, processes=2)
 
 
 def test_yaml_scientific_notation_string_is_a_float():
     # PyYAML reads "5e-5" (no dot) as a string; users write it that way.
-    params = params_from_dict({"finetune": {"learning_rate": "5e-5"}})
+    params = params_from_dict(params_dict(finetune={"learning_rate": "5e-5"}))
     assert params.finetune.learning_rate == pytest.approx(5e-5)
 
 
@@ -130,9 +150,12 @@ def test_yaml_scientific_notation_string_is_a_float():
         ({"finetune": {"batch_size": 0}}, "finetune.batch_size must be >= 1"),
         ({"finetune": {"learning_rate": -1}}, "finetune.learning_rate must be in (0, 1)"),
         ({"finetune": {"epochs": True}}, "finetune.epochs must be of type float"),
-        ({"prepare": {"test_size": 0.7}}, "prepare.test_size must be a fraction"),
-        ({"prepare": {"max_train_samples": 1}}, "prepare.max_train_samples must be null"),
-        ({"base": {"max_seq_length": 0}}, "base.max_seq_length must be between"),
+        ({"prepare": {"test_size": 0.7}}, "prepare.test_size must be in (0, 0.5) (a fraction of train), got 0.7"),
+        ({"prepare": {"max_train_samples": 1}}, "prepare.max_train_samples must be >= 2 (null: all), got 1"),
+        ({"base": {"max_seq_length": 0}}, "base.max_seq_length must be in [8, 8192] (tokens), got 0"),
+        ({"base": {"seed": None}}, "base.seed must be of type int, got None"),
+        ({"base": None}, "params.yaml: base.seed is missing; add it"),
+        ({"finetune": {"epochs": "drop"}}, "params.yaml: finetune.epochs is missing; add it"),
         ({"evaluate": {"confidence_level": 95}}, "evaluate.confidence_level must be in"),
         ({"base": [1, 2]}, "base must be a mapping"),
         ({"prune": {"strategy": "sensitivty"}}, "prune.strategy is 'sensitivty' (did you mean 'sensitivity'?)"),
@@ -146,7 +169,8 @@ def test_yaml_scientific_notation_string_is_a_float():
         ({"refinetune": {"alpha": 1.5}}, "refinetune.alpha must be in [0, 1]"),
         ({"refinetune": {"batch_size": 0}}, "refinetune.batch_size must be >= 1"),
         ({"compare": {"strategies": ["bottm"]}}, "compare.strategies[0] is 'bottm' (did you mean 'bottom'?)"),
-        ({"compare": {"strategies": ["explicit"]}}, "choose one of sensitivity, block-influence, angular, top, bottom, alternate"),
+        ({"compare": {"strategies": ["explicit"]}},
+         "choose one of sensitivity, block-influence, angular, top, bottom, alternate"),
         ({"compare": {"strategies": ["top", "top"]}}, "lists a strategy twice"),
         ({"compare": {"strategies": []}}, "compare.strategies must list at least one strategy"),
         ({"compare": {"keep_layers": [3]}}, "compare.keep_layers must be of type int"),
@@ -154,8 +178,17 @@ def test_yaml_scientific_notation_string_is_a_float():
     ],
 )
 def test_bad_params_give_one_line_errors(raw, expected):
+    """Each case changes params.yaml's values: a section's keys are set ("drop" removes one), other values replace
+    it."""
+    params = params_dict()
+    for section, value in raw.items():
+        if isinstance(value, dict) and isinstance(params.get(section), dict):
+            params[section].update(value)
+            params[section] = {k: v for k, v in params[section].items() if v != "drop"}
+        else:
+            params[section] = value
     with pytest.raises(PrunequantError) as info:
-        params_from_dict(raw)
+        params_from_dict(params)
     message = info.value.format_message()
     assert expected in message
     assert "\n" not in message
@@ -170,13 +203,6 @@ def test_missing_and_broken_files(tmp_path):
         load_params(broken)
 
 
-def test_empty_sections_take_defaults(tmp_path):
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"base": None, "finetune": {"epochs": 1}}))
-    params = load_params(path)
-    assert params.finetune.epochs == 1.0 and params.base == Params().base
-
-
 @pytest.mark.parametrize(
     ("quantize", "expected"),
     [
@@ -189,14 +215,16 @@ def test_empty_sections_take_defaults(tmp_path):
         ({"schemes": {"cpu": []}}, "quantize.schemes has unknown family 'cpu' (did you mean 'gpu'?); the families"),
         ({"schemes": {"gpu": None}}, "quantize.schemes.gpu must be a list of scheme names"),
         ("no-gpu", "quantize.schemes has no 'gpu' list; add `gpu: []`"),
-        ({"schemes": {"gpu": ["fp8"]}, "settings": {}}, "quantize.settings has no entry for 'fp8'; add `fp8: {}`"),
+        ({"schemes": {"gpu": ["fp8"]}, "settings": {"fp8": "drop"}},
+         "quantize.settings has no entry for 'fp8'; add `fp8: {}`"),
         ({"settings": {"onnx-int4-weight": {"block_sise": 32}}},
          "unknown key 'quantize.settings.onnx-int4-weight.block_sise' (did you mean 'block_size'?)"),
         ({"settings": {"onnx-int4-weight": {"block_size": 24}}},
          "quantize.settings.onnx-int4-weight.block_size must be a power of two >= 16, got 24"),
         ({"settings": {"onnx-int8-static": {"calibration_method": "entropy"}}},
          "quantize.settings.onnx-int8-static.calibration_method is 'entropy'; choose one of minmax, percentiles"),
-        ({"settings": {"onnx-int8-dynamic": {"target": "avx3"}}}, "target is 'avx3'; choose one of"),
+        ({"settings": {"onnx-int8-dynamic": {"target": "avx3"}}},
+         "target is 'avx3' (did you mean 'avx2'?); choose one of"),
         ({"settings": {"int8-dynamic": {"quantize_embeddings": "yes"}}},
          "quantize.settings.int8-dynamic.quantize_embeddings must be of type bool"),
         ({"settings": {"bf16": [1]}}, "quantize.settings.bf16 must be a mapping"),
@@ -205,22 +233,51 @@ def test_empty_sections_take_defaults(tmp_path):
     ],
 )
 def test_bad_quantize_params_give_one_line_errors(quantize, expected):
+    """Each case lists its schemes (no others) and changes params.yaml's settings ("drop" removes a scheme's entry)."""
     empty = {"torch": [], "qat": [], "onnx": [], "openvino": [], "gpu": []}
+    settings = params_dict()["quantize"]["settings"]
     if quantize == "no-gpu":
-        quantize = {"schemes": {"torch": [], "qat": [], "onnx": [], "openvino": []}}
+        quantize = {"schemes": {"torch": [], "qat": [], "onnx": [], "openvino": []}, "settings": settings}
     else:
-        quantize = {**quantize, "schemes": {**empty, **quantize.get("schemes", {})}}
+        for name, value in quantize.get("settings", {}).items():
+            if value == "drop":
+                del settings[name]
+            elif isinstance(value, dict) and name in settings:
+                settings[name] = {**settings[name], **value}
+            else:
+                settings[name] = value
+        quantize = {"schemes": {**empty, **quantize.get("schemes", {})}, "settings": settings}
     with pytest.raises(PrunequantError) as info:
-        params_from_dict({"quantize": quantize})
+        params_from_dict(params_dict(quantize=quantize))
     message = info.value.format_message()
     assert expected in message, message
     assert "\n" not in message
 
 
 def test_quantize_settings_are_typed_per_scheme():
-    params = params_from_dict({"quantize": {"schemes": {"torch": [], "qat": [], "onnx": ["onnx-int8-static"], "openvino": [],
-                                                        "gpu": []},
-                                            "settings": {"onnx-int8-static": {"calibration_samples": 64}}}})
-    settings = params.quantize.scheme_settings("onnx-int8-static")
-    assert settings.calibration_samples == 64 and settings.calibration_method == "percentiles"
+    raw = params_dict(quantize={"schemes": by_family("onnx-int8-static")})
+    raw["quantize"]["settings"]["onnx-int8-static"]["calibration_samples"] = 64
+    params = params_from_dict(raw)
+    settings = scheme_settings(params.quantize, "onnx-int8-static")
+    assert settings.calibration_samples == 64
+    assert settings.calibration_method == raw["quantize"]["settings"]["onnx-int8-static"]["calibration_method"]
     assert params.quantize.names == ("onnx-int8-static",)
+
+
+def test_params_yaml_is_the_one_home_of_every_value():
+    """Every field of every section's class, and of every scheme's settings class, is a key of params.yaml, and none
+    carries a default of its own: a second home for a value would drift from the first (as three once did)."""
+    import dataclasses
+    import typing
+
+    from prunequant.quantization.every import every_scheme
+
+    raw = params_dict()
+    classes = {section: (cls, raw[section]) for section, cls in typing.get_type_hints(Params).items()}
+    classes |= {f"quantize.settings.{name}": (scheme.settings, raw["quantize"]["settings"][name])
+                for name, scheme in every_scheme().items() if name != "fp32"}
+    for where, (cls, values) in classes.items():
+        for field in dataclasses.fields(cls):
+            assert field.name in values, f"{where}.{field.name} is not in params.yaml"
+            assert field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING, (
+                f"{where}.{field.name} has a default in {cls.__qualname__}; params.yaml holds its value")

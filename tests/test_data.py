@@ -1,15 +1,16 @@
 import pandas as pd
 import pytest
 
-from prunequant.data import DATASETS, Labels, PrepareConfig, load_raw_splits, make_splits
+from prunequant.data import DATASETS, Labels, load_raw_splits, make_splits
 from prunequant.errors import PrunequantError
 from prunequant.splits import inputs_frame, load_label_names, load_split, model_inputs, save_splits
 
-from .conftest import tiny_frame
+from .conftest import config, tiny_frame
 
 
-def split(raw, cfg=PrepareConfig(), seed=0, source=None):
-    return make_splits(raw, source, cfg, seed)[0]
+def split(raw, cfg=None, seed=0, source=None):
+    """The splits of ``raw``; ``cfg`` defaults to params.yaml's prepare section."""
+    return make_splits(raw, source, config("prepare") if cfg is None else cfg, seed)[0]
 
 
 def three_classes(rows_per_label: int = 30) -> pd.DataFrame:
@@ -49,7 +50,7 @@ def test_official_labelled_splits_are_kept_and_unlabelled_test_is_ignored():
 
 
 def test_max_samples_cap_each_split():
-    cfg = PrepareConfig(max_train_samples=20, max_eval_samples=10)
+    cfg = config("prepare", max_train_samples=20, max_eval_samples=10)
     splits = split({"train": tiny_frame(100)}, cfg)
     assert len(splits["train"]) == 20 and len(splits["validation"]) == 10 and len(splits["test"]) == 10
     assert splits["train"]["label"].mean() == 0.5
@@ -57,30 +58,32 @@ def test_max_samples_cap_each_split():
 
 def test_custom_columns():
     raw = {"train": tiny_frame(50).rename(columns={"text": "sentence", "label": "y"})}
-    splits = split(raw, PrepareConfig(text_column="sentence", label_column="y"))
+    splits = split(raw, config("prepare", text_column="sentence", label_column="y"))
     assert len(splits["train"]) == 70
 
 
 @pytest.mark.parametrize(
     ("raw", "cfg", "expected"),
     [
-        ({"train": tiny_frame().rename(columns={"text": "review"})}, PrepareConfig(), "column 'text' not in the train split"),
+        ({"train": tiny_frame().rename(columns={"text": "review"})}, config("prepare"),
+         "column 'text' not in the train split"),
         ({"train": tiny_frame().assign(label=lambda f: f.label.astype(object).where(f.index != 5, None))},
-         PrepareConfig(), "1 rows of the train split have no label in column 'label' (first: row 5)"),
+         config("prepare"), "1 rows of the train split have no label in column 'label' (first: row 5)"),
         ({"train": tiny_frame().assign(text=lambda f: f.text.where(f.index % 10 != 3, "  "))},
-         PrepareConfig(), "8 rows of the train split have empty text in column 'text' (first: row 3)"),
-        ({"train": tiny_frame(), "test": tiny_frame(5).assign(label=lambda f: f.label + 1)}, PrepareConfig(),
+         config("prepare"), "8 rows of the train split have empty text in column 'text' (first: row 3)"),
+        ({"train": tiny_frame(), "test": tiny_frame(5).assign(label=lambda f: f.label + 1)}, config("prepare"),
          "the test split has labels the train split lacks (2); the classes are 0, 1"),
-        ({"train": tiny_frame().assign(label="pos")}, PrepareConfig(), "every row of the train split has the label 'pos'"),
-        ({"train": tiny_frame().assign(label=-1)}, PrepareConfig(), "the train split has no labels"),
-        ({"validation": tiny_frame()}, PrepareConfig(), "has no 'train' split"),
-        ({"train": tiny_frame()}, PrepareConfig(text_pair_column="hypothesis"),
+        ({"train": tiny_frame().assign(label="pos")}, config("prepare"),
+         "every row of the train split has the label 'pos'"),
+        ({"train": tiny_frame().assign(label=-1)}, config("prepare"), "the train split has no labels"),
+        ({"validation": tiny_frame()}, config("prepare"), "has no 'train' split"),
+        ({"train": tiny_frame()}, config("prepare", text_pair_column="hypothesis"),
          "prepare.text_pair_column: column 'hypothesis' not in the train split"),
         ({"train": tiny_frame().assign(second=lambda f: f.text.where(f.index != 7, ""))},
-         PrepareConfig(text_pair_column="second"),
+         config("prepare", text_pair_column="second"),
          "prepare.text_pair_column: 1 rows of the train split have empty text in column 'second' (first: row 7)"),
-        ({"train": tiny_frame(2)}, PrepareConfig(), "split is empty"),
-        ({"train": tiny_frame().assign(label=lambda f: (f.index == 0).astype(int))}, PrepareConfig(),
+        ({"train": tiny_frame(2)}, config("prepare"), "split is empty"),
+        ({"train": tiny_frame().assign(label=lambda f: (f.index == 0).astype(int))}, config("prepare"),
          "the validation split has only one label"),  # one row of class 1: it goes to the test split
     ],
 )
@@ -105,12 +108,13 @@ def test_labels_map_to_sorted_ids_with_their_names(labels, source, classes, name
     assert (found.classes, found.names) == (classes, names)
     encoded = found.encode(frame, "train")["label"]
     assert encoded.dtype == "int64"
-    assert [found.classes[i] for i in encoded] == [c if isinstance(c, str) else int(c) for c in
-                                                  (str(v) if isinstance(classes[0], str) else v for v in frame["label"])]
+    assert [found.classes[i] for i in encoded] == [
+        c if isinstance(c, str) else int(c)
+        for c in (str(v) if isinstance(classes[0], str) else v for v in frame["label"])]
 
 
 def test_string_and_multi_class_labels_split_stratified():
-    splits, names = make_splits({"train": three_classes(40)}, None, PrepareConfig(), 0)
+    splits, names = make_splits({"train": three_classes(40)}, None, config("prepare"), 0)
     assert names == ("neg", "neutral", "pos")
     for frame in splits.values():
         assert sorted(frame["label"].unique()) == [0, 1, 2]
@@ -129,7 +133,7 @@ def nli_frame(rows_per_label: int = 20) -> pd.DataFrame:
 
 
 def test_sentence_pairs_keep_their_second_sentence_row_by_row():
-    cfg = PrepareConfig(text_column="premise", text_pair_column="hypothesis", label_column="gold")
+    cfg = config("prepare", text_column="premise", text_pair_column="hypothesis", label_column="gold")
     splits, names = make_splits({"train": nli_frame()}, None, cfg, 0)
     assert names == ("contradiction", "entailment", "neutral")
     raw = nli_frame().set_index(nli_frame().index.map(lambda i: f"train:{i}"))

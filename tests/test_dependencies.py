@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from prunequant.codegraph import PACKAGE, REPO, closure, graph, module_path
+from prunequant.params.quantize import FAMILIES, SCHEME_FAMILY
 from tests.conftest import DVC_FILES
-from tests.imports import PACKAGE, REPO, closure, graph, module_path
-from prunequant.quantization import FAMILIES, SCHEME_FAMILY
 
 
 def _stages():
@@ -173,3 +173,18 @@ def test_closure_follows_function_local_imports(tmp_path):
     files = {p.relative_to(REPO).as_posix() for p in closure(script)}
     assert {"src/prunequant/quantization/qat.py", "src/prunequant/training.py",
             "src/prunequant/quantization/__init__.py", "src/prunequant/__init__.py"} <= files
+
+
+@pytest.mark.parametrize("script", ["stages/results.py", "stages/report.py"])
+def test_the_stages_that_only_read_settings_and_files_import_no_torch(script):
+    """results and report read params and metrics files: their code (and so their deps) holds no torch."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('stage', sys.argv[1]); "
+            "spec.loader.exec_module(importlib.util.module_from_spec(spec)); "
+            "print(sorted(m for m in ('torch', 'transformers', 'onnxruntime') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(REPO / script)], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PRUNEQUANT_WARM": "0"}).stdout
+    assert out.strip() == "[]", out

@@ -1,7 +1,6 @@
 import numpy as np
-import pytest
-
 import pandas as pd
+import pytest
 
 from prunequant.errors import PrunequantError
 from prunequant.evaluation import (
@@ -29,7 +28,10 @@ def test_interval_narrows_with_n_and_level():
     small = accuracy_ci(np.array([1, 0] * 50))
     large = accuracy_ci(np.array([1, 0] * 500))
     loose = accuracy_ci(np.array([1, 0] * 50), confidence_level=0.8)
-    width = lambda r: r["accuracy_ci_high"] - r["accuracy_ci_low"]  # noqa: E731
+
+    def width(r):
+        return r["accuracy_ci_high"] - r["accuracy_ci_low"]
+
     assert width(large) < width(small) and width(loose) < width(small)
 
 
@@ -89,7 +91,8 @@ def test_models_get_only_the_inputs_their_forward_takes(tiny_model_dir):
     assert "token_type_ids" in batch and set(forward_inputs(model, batch)) == {"input_ids", "attention_mask"}
     bert = load_classifier(str(tiny_model_dir))
     assert set(forward_inputs(bert, batch)) == {"input_ids", "attention_mask", "token_type_ids"}
-    assert predict_logits(model, tokenizer, ["the film was great", "dull"], batch_size=2, max_seq_length=8).shape == (2, 2)
+    logits = predict_logits(model, tokenizer, ["the film was great", "dull"], batch_size=2, max_seq_length=8)
+    assert logits.shape == (2, 2)
 
 
 def predictions(correct):

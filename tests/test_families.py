@@ -14,22 +14,21 @@ import dataclasses
 
 import numpy as np
 import pytest
+from transformers import set_seed
 
 from prunequant.bench import Job, Target
 from prunequant.bench_worker import run_job
-from transformers import set_seed
-
-from prunequant.data import PrepareConfig, make_splits
+from prunequant.data import make_splits
 from prunequant.evaluation import predict_logits, score_splits
+from prunequant.layer_choice import importance_order, layers_to_drop
 from prunequant.modeling import load_classifier, load_tokenizer, num_layers, save_classifier
-from prunequant.pruning import LAYER_LISTS, drop_layers, importance_order, layer_count, layers_to_drop
+from prunequant.pruning import LAYER_LISTS, drop_layers, layer_count
 from prunequant.quantization import BuildContext, build_artifact, get_scheme, load_artifact, write_manifest
 from prunequant.sensitivity import METHODS, hidden_state_distances
 from prunequant.splits import load_split, save_splits
-from prunequant.recipe import FinetuneConfig, RefinetuneConfig
 from prunequant.training import finetune
 
-from .conftest import FILLER, NEGATIVE, POSITIVE, tiny_frame
+from .conftest import FILLER, NEGATIVE, POSITIVE, config, settings_of, tiny_frame
 
 # One worker runs the whole module: its module fixture is built once.
 pytestmark = pytest.mark.xdist_group("families")
@@ -71,7 +70,7 @@ def test_the_matrix_covers_the_adapter_table():
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("families-data")
-    splits, names = make_splits({"train": tiny_frame(40)}, None, PrepareConfig(), 0)
+    splits, names = make_splits({"train": tiny_frame(40)}, None, config("prepare"), 0)
     save_splits(splits, names, root / "prepared")
     return root / "prepared"
 
@@ -92,9 +91,9 @@ def _tiny_model(model_type: str, folder, head: bool = True):
 
 
 # Batches at random: the tiny data set's lengths give its labels away (conftest.tiny_frame).
-TRAIN = FinetuneConfig(epochs=10, learning_rate=3e-3, batch_size=16, warmup_ratio=0.0, logging_steps=4, checkpoint_steps=0,
-                       precision="fp32", group_by_length=False)
-RETRAIN = RefinetuneConfig(**{**dataclasses.asdict(TRAIN), "epochs": 10}, hidden_weight=1.0)
+TRAIN = config("finetune", epochs=10, learning_rate=3e-3, batch_size=16, warmup_ratio=0.0, logging_steps=4,
+               checkpoint_steps=0, precision="fp32", group_by_length=False)
+RETRAIN = config("refinetune", **{**dataclasses.asdict(TRAIN), "epochs": 10}, hidden_weight=1.0)
 SCHEMES = ("int8-dynamic", "onnx-int8-static")  # the two CPU runtimes: PyTorch eager (torch.ao), ONNX Runtime
 # What a library cannot build for a family: the results row says n/a with this in its reason, never a crash.
 NOT_SUPPORTED = {("deberta-v2", "onnx-int8-static"): "models with subgraphs"}  # optimum's static INT8
@@ -155,19 +154,20 @@ def test_family_goes_through_the_pipeline(model_type, prepared, tmp_path):
     for name in SCHEMES:
         scheme, folder = get_scheme(name), tmp_path / f"pruned-{name}"
         folder.mkdir()
-        reason = build_artifact(scheme, tmp_path / "pruned", folder, scheme.settings(), context)
+        reason = build_artifact(scheme, tmp_path / "pruned", folder, settings_of(scheme.name), context)
         if (model_type, name) in NOT_SUPPORTED:
             assert reason.startswith(f"n/a: not supported for {model_type} (") and "\n" not in reason
             assert NOT_SUPPORTED[model_type, name] in reason and not any(folder.iterdir())
             continue
         assert reason is None
-        write_manifest(folder, scheme, scheme.settings(), str(tmp_path / "pruned"), "ok")
+        write_manifest(folder, scheme, settings_of(scheme.name), str(tmp_path / "pruned"), "ok")
         artifact, artifact_tokenizer, _ = load_artifact(folder)
         quantized, predicted = score_splits(artifact, artifact_tokenizer, prepared, batch_size=8, max_seq_length=32,
                                             confidence_level=0.95, reference=reference)
         agree = (predicted["test"]["prediction"] == frames["pruned"]["test"]["prediction"]).mean()
         assert agree >= 0.75, (f"{name}: {agree:.0%} of test predictions as the FP32 source's; source "
-                               f"{scores['pruned']['test']['accuracy']:.2f}, quantized {quantized['test']['accuracy']:.2f}, "
+                               f"{scores['pruned']['test']['accuracy']:.2f}, "
+                               f"quantized {quantized['test']['accuracy']:.2f}, "
                                f"source scores {frames['pruned']['test']['score'].round(3).tolist()}")
         assert quantized["test"]["mcnemar_p"] <= 1 and "accuracy_delta" in quantized["test"]
         targets.append(Target(f"pruned-{name}", name, "onnxruntime" if name.startswith("onnx") else "eager", "cpu",

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import REPO, STAGE_ENV as ENV, make_workspace, run_stage_in
+from .conftest import REPO, make_workspace, run_stage_in
+from .conftest import STAGE_ENV as ENV
 
 # 40 training sentences in batches of 4: 120 optimizer steps, a checkpoint every 20.
 PARAMS = {
@@ -110,7 +111,8 @@ def test_two_processes_match_one(workspace):
     assert two["eval"]["accuracy"] == one["eval"]["accuracy"]
     assert two["eval"]["loss"] == pytest.approx(one["eval"]["loss"], abs=0.02)
     assert two["train"]["loss"] == pytest.approx(one["train"]["loss"], abs=0.02)
-    assert sorted(p.name for p in (workspace / "two").iterdir()) == sorted(p.name for p in (workspace / "one").iterdir())
+    assert (sorted(p.name for p in (workspace / "two").iterdir())
+            == sorted(p.name for p in (workspace / "one").iterdir()))
 
 
 def test_a_killed_two_process_run_leaves_no_worker_behind_and_resumes(workspace):

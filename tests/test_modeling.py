@@ -12,9 +12,14 @@ from prunequant.modeling import (
 )
 
 
-def test_alias_resolves_to_the_packaged_folder():
+def test_alias_loads_the_packaged_model_offline():
+    """'minilm-l6' (the offline default) is all-MiniLM-L6-v2 from its package: a 6-layer BERT, hidden size 384,
+    22.7 M encoder parameters, with its own tokenizer; Hub names and local folders pass through unchanged."""
+    model = load_classifier("minilm-l6", label_names=("negative", "positive"))
+    assert (model.config.model_type, num_layers(model), model.config.hidden_size) == ("bert", 6, 384)
+    assert sum(p.numel() for p in model.base_model.parameters()) == pytest.approx(22.7e6, rel=0.01)
     folder = resolve_model("minilm-l6")
-    assert folder.endswith("model")
+    assert resolve_model(folder) == folder and resolve_model("bert-base-uncased") == "bert-base-uncased"
     tokenizer = load_tokenizer("minilm-l6")
     assert tokenizer("a fine film")["input_ids"][0] == tokenizer.cls_token_id
 

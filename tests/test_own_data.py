@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from .conftest import by_family, declare_shared_build, shared_build
-from .test_pipeline import IGNORE, MACHINE, REPO, ran_stages, set_params, sh
 from .test_families import _tiny_model
+from .test_pipeline import IGNORE, MACHINE, REPO, ran_stages, set_params, sh
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +49,8 @@ def _reproduce_own(root):
     )
     result = sh("dvc", "repro", cwd=repo)
     assert ran_stages(result.stdout) == sorted([
-        "evaluate", "evaluate-pruned@1", "finetune", MACHINE, "prepare", "prune@1", "quantize-onnx-pruned@1-onnx-int8-static",
+        "evaluate", "evaluate-pruned@1", "finetune", MACHINE, "prepare", "prune@1",
+        "quantize-onnx-pruned@1-onnx-int8-static",
         "quantize-onnx@baseline-onnx-int8-static", "quantize-torch-pruned@1-int8-dynamic",
         "quantize-torch@baseline-int8-dynamic", "refinetune@1", "report", "results", "sensitivity", "transfer"])
 

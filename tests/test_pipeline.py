@@ -72,8 +72,8 @@ def _reproduce_tiny(root: Path) -> None:
     result = sh("dvc", "repro", cwd=repo)
     assert ran_stages(result.stdout) == sorted([
         "evaluate", "evaluate-pruned@4", "finetune", MACHINE, "prepare", "prune@4", "quantize-gpu-pruned@4-bnb-nf4",
-        "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-gpu@baseline-bnb-nf4", "quantize-onnx@baseline-onnx-int8-dynamic",
-        "refinetune@4", "report", "results", "sensitivity", "transfer"])
+        "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-gpu@baseline-bnb-nf4",
+        "quantize-onnx@baseline-onnx-int8-dynamic", "refinetune@4", "report", "results", "sensitivity", "transfer"])
 
 
 declare_shared_build("repo", "e2e", _reproduce_tiny)
@@ -122,12 +122,13 @@ def test_every_output_is_written(repo):
 
     sensitivity = pd.read_csv(repo / "metrics" / "sensitivity.csv")
     assert sensitivity["layer"].tolist() == list(range(6))
-    assert sensitivity[["block_influence_cls", "block_influence_mean", "angular_cls", "angular_mean"]].notna().all().all()
+    label_free = ["block_influence_cls", "block_influence_mean", "angular_cls", "angular_mean"]
+    assert sensitivity[label_free].notna().all().all()
     assert json.loads((repo / "metrics" / "sensitivity.json").read_text())["hidden_states_seconds"] > 0
     assert len(pd.read_csv(repo / "metrics" / "sensitivity-blocks.csv")) == 6 + 5 + 4 + 3 + 2  # blocks of 1 to 5 layers
     assert (repo / "reports" / "sensitivity.png").stat().st_size > 5000
-    assert "| block influence | `block-influence`, `pooling: cls` | [CLS] token | no |" in (
-        repo / "reports" / "report.md").read_text()
+    assert "| block influence | `block-influence`, `pooling: cls` | [CLS] token | no |" in re.sub(
+        " +", " ", (repo / "reports" / "report.md").read_text())  # without the table's padding
     transfer = pd.read_parquet(repo / "data" / "transfer.parquet")  # IMDb sentences the teacher labels
     assert len(transfer) == 32 and json.loads((repo / "metrics" / "transfer.json").read_text())["sentences"] == 32
     prepared = pd.concat(pd.read_parquet(repo / "data" / "prepared" / f"{s}.parquet") for s in ("validation", "test"))
@@ -143,7 +144,8 @@ def test_every_model_is_quantized_and_scored(repo):
     results = pd.read_csv(repo / "metrics" / "results.csv")
     quantized = results[results.precision != "fp32"]
     columns = ["variant", "precision", "device", "measured_on", "kernels", "eval_batch", "split", "status"]
-    onnx, bnb = ["onnx-int8-dynamic", "cpu", "cpu", "onnxruntime-cpu", 1], ["bnb-nf4", "cuda", "cpu", "bitsandbytes-cpu", 64]
+    onnx = ["onnx-int8-dynamic", "cpu", "cpu", "onnxruntime-cpu", 1]
+    bnb = ["bnb-nf4", "cuda", "cpu", "bitsandbytes-cpu", 64]
     assert quantized[columns].values.tolist() == [
         [model, *scheme, split, "ok"] for model in ("baseline", "pruned-4") for scheme in (onnx, bnb)
         for split in ("validation", "test")]
@@ -155,14 +157,16 @@ def test_every_model_is_quantized_and_scored(repo):
     assert sizes["baseline", "bnb-nf4"].iloc[0] < 0.7 * fp32_size  # 4-bit Linear weights, 16-bit embeddings
 
     folder = repo / "models" / "quantized" / "baseline-onnx-int8-dynamic"
-    assert {"model.onnx", "config.json", "tokenizer.json", "prunequant.json", "README.md"} <= {p.name for p in folder.iterdir()}
+    assert ({"model.onnx", "config.json", "tokenizer.json", "prunequant.json", "README.md"}
+            <= {p.name for p in folder.iterdir()})
     card = (folder / "README.md").read_text()
     assert "## What stays in higher precision" in card and "ORTModelForSequenceClassification" in card
     test = quantized[(quantized.precision == "onnx-int8-dynamic") & (quantized.split == "test")]
     assert f"{100 * test['accuracy'].iloc[0]:.2f} [" in card  # the measured test accuracy
     assert "one sentence at a time without padding" in card
     assert "GPU kernels may differ" in (repo / "models" / "quantized" / "baseline-bnb-nf4" / "README.md").read_text()
-    assert "‡ A GPU scheme scored on this machine's CPU (bitsandbytes-cpu)" in (repo / "reports" / "report.md").read_text()
+    assert ("‡ A GPU scheme scored on this machine's CPU (bitsandbytes-cpu)"
+            in (repo / "reports" / "report.md").read_text())
     assert json.loads((repo / "metrics" / "machine.json").read_text())["cuda"] is False
 
 
@@ -212,7 +216,8 @@ def test_bench_cpu_times_every_cpu_variant_and_plain_repro_never_benchmarks(work
     assert (csv[~short].rounds == 2).all() and len(again) > 2
     assert "| pruned-4-onnx-int8-dynamic | onnxruntime | 4 |" in (workspace / "reports" / "bench-cpu.md").read_text()
     # Timings are never restored from a cache, and a plain `dvc repro` never re-times anything.
-    assert "bench/dvc.yaml:bench-cpu" in ran_stages(sh("dvc", "repro", "bench/dvc.yaml:bench-cpu", cwd=workspace).stdout)
+    timed = sh("dvc", "repro", "bench/dvc.yaml:bench-cpu", cwd=workspace)
+    assert "bench/dvc.yaml:bench-cpu" in ran_stages(timed.stdout)
     assert "bench/dvc.yaml:bench-cpu" not in ran_stages(sh("dvc", "repro", cwd=workspace).stdout)
     # ... but the report picks the new timings up: a recommendation and the latency figures.
     report = (workspace / "reports" / "report.md").read_text()
@@ -220,7 +225,8 @@ def test_bench_cpu_times_every_cpu_variant_and_plain_repro_never_benchmarks(work
     for figure in ("latency_vs_batch_cpu", "latency_vs_seq_cpu", "pareto_cpu_latency", "pareto_size", "radar"):
         assert (workspace / "reports" / "figures" / f"{figure}.png").stat().st_size > 10_000
     plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=workspace).stdout)
-    assert {"Latency vs batch size (CPU)", "Accuracy vs size (Pareto)"} <= set(plots["data"]) and not plots.get("errors")
+    assert {"Latency vs batch size (CPU)", "Accuracy vs size (Pareto)"} <= set(plots["data"])
+    assert not plots.get("errors")
     result = sh("dvc", "repro", "bench/dvc.yaml:bench-gpu", cwd=workspace)
     assert "no CUDA device" in result.stdout
     assert (workspace / "metrics" / "bench" / "gpu.csv").read_text().count("\n") == 1  # a header, no rows
@@ -228,7 +234,9 @@ def test_bench_cpu_times_every_cpu_variant_and_plain_repro_never_benchmarks(work
 
 def test_compare_strategies_runs_a_strategy_with_and_without_distillation(workspace):
     set_params(workspace, compare={"keep_layers": 3, "strategies": ["alternate"]})
-    result = sh("dvc", "repro", "strategies/dvc.yaml", cwd=workspace)  # what `make compare-strategies` runs
+    # as in the Docker image: the dependencies are those of this test run (sh puts them on PATH), no venv is built
+    result = sh("make", "compare-strategies", "PRUNEQUANT_SETUP=skip", cwd=workspace)
+    assert "every section valid" in result.stdout  # `make check` ran first
     # Only the comparison's stages run: the baseline, its evaluation and the sensitivity are reused.
     assert ran_stages(result.stdout) == sorted([MACHINE, *(  # the machine check: the refinetunes depend on it
         f"strategies/dvc.yaml:{stage}" for stage in (
@@ -245,7 +253,6 @@ def test_compare_strategies_runs_a_strategy_with_and_without_distillation(worksp
     assert config["pruned_from_layers"] == [0, 2, 5]
     assert "| pruned-3-alternate-no-distill" in (workspace / "reports" / "strategies.md").read_text()
     assert ran_stages(sh("dvc", "repro", "strategies/dvc.yaml", cwd=workspace).stdout) == [MACHINE]
-    assert "dvc repro strategies/dvc.yaml" in (workspace / "Makefile").read_text()
 
 
 def _stale(repo, dvcfile: str = "dvc.yaml") -> list[str]:
@@ -258,7 +265,8 @@ def test_an_evaluate_change_touches_no_training(workspace):
     set_params(workspace, evaluate={"confidence_level": 0.9})
     assert _stale(workspace) == sorted([
         "evaluate", "evaluate-pruned@4", "quantize-gpu-pruned@4-bnb-nf4", "quantize-onnx-pruned@4-onnx-int8-dynamic",
-        "quantize-gpu@baseline-bnb-nf4", "quantize-onnx@baseline-onnx-int8-dynamic", "report", "results", "sensitivity"])
+        "quantize-gpu@baseline-bnb-nf4", "quantize-onnx@baseline-onnx-int8-dynamic", "report", "results",
+        "sensitivity"])
 
 
 def _stale_after_touching(repo, module: str, dvcfile: str = "dvc.yaml") -> list[str]:
@@ -296,7 +304,8 @@ def test_a_new_prune_variant_runs_only_its_stages_and_rows_of_the_earlier_run_ne
         "results"])
     results = pd.read_csv(workspace / "metrics" / "results.csv")
     assert sorted(set(zip(results.variant, results.precision, strict=True))) == [
-        ("baseline", "fp32"), ("baseline", "onnx-int8-dynamic"), ("pruned-5", "fp32"), ("pruned-5", "onnx-int8-dynamic")]
+        ("baseline", "fp32"), ("baseline", "onnx-int8-dynamic"),
+        ("pruned-5", "fp32"), ("pruned-5", "onnx-int8-dynamic")]
     assert (workspace / "metrics" / "evaluate" / "pruned-4-fp32.json").is_file()  # the first run's, still on disk
     for report in ("results.md", "report.md"):
         text = (workspace / "reports" / report).read_text()

@@ -4,6 +4,7 @@ fails offline in one line at the first hub access."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +20,6 @@ from .conftest import params_dict
 
 REPO = Path(__file__).resolve().parents[1]
 HUB = [name for name in available() if name.startswith("bert-")]  # real models and data: need the Hub
-
-
-def test_the_bert_profiles_exist():
-    assert {"bert-base-sst2", "bert-large-sst2"} <= set(available())
 
 
 @pytest.mark.parametrize("name", HUB)
@@ -48,9 +45,33 @@ def test_set_args():
                     "-S", "report.accuracy_range=[0.9, 0.94]"]
 
 
+@pytest.mark.parametrize("name", available())
+def test_the_printed_arguments_run_the_profile_as_valid_params(name, tmp_path):
+    """`make exp` and `make quick` run `eval dvc exp run $(python -m prunequant.profiles NAME)`: split by the shell
+    and applied by DVC, the printed arguments turn params.yaml into valid params, those merged with the profile (DVC
+    writes 2.0e-5 as 2e-05, which PyYAML reads as a string: compared as the stages read them)."""
+    from click.testing import CliRunner
+    from dvc.utils.hydra import apply_overrides
+
+    from prunequant.profiles import main
+
+    result = CliRunner().invoke(main, [name])
+    assert result.exit_code == 0, result.output
+    words = shlex.split(result.stdout)
+    assert words[::2] == ["-S"] * (len(words) // 2)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params_dict(), sort_keys=False))
+    apply_overrides(str(path), words[1::2])
+    applied = params_from_dict(yaml.safe_load(path.read_text()))
+    assert applied == params_from_dict(merged(params_dict(), load_profile(name)))
+
+
 def test_unknown_profile_is_a_one_line_error():
     with pytest.raises(PrunequantError, match="PROFILE='bert-bas' is not a profile .did you mean 'bert-base-sst2'"):
         load_profile("bert-bas")
+    result = subprocess.run([sys.executable, "-m", "prunequant.profiles", "bert-bas"], capture_output=True, text=True)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith("error: PROFILE='bert-bas' is not a profile") and result.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("name", HUB)
@@ -59,7 +80,8 @@ def test_profile_stops_offline_at_the_first_hub_access_in_one_line(name, tmp_pat
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = subprocess.run(
         [sys.executable, str(REPO / "stages" / "prepare.py"), "--out", "data/prepared", "--metrics", "m.json"],
-        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"},
+        cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()

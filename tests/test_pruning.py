@@ -13,7 +13,8 @@ from transformers import (
 )
 
 from prunequant.errors import PrunequantError
-from prunequant.pruning import drop_layers, layer_count, layers_skipped, layers_to_drop
+from prunequant.layer_choice import layers_to_drop
+from prunequant.pruning import drop_layers, layer_count, layers_skipped
 
 SMALL = dict(hidden_size=32, num_attention_heads=2, intermediate_size=37, max_position_embeddings=64, vocab_size=50)
 
@@ -120,7 +121,7 @@ def test_angular_drops_the_closest_block_of_the_needed_length():
 def test_block_influence_order_puts_the_smallest_change_first_and_later_layers_on_a_tie():
     import pandas as pd
 
-    from prunequant.pruning import importance_order
+    from prunequant.layer_choice import importance_order
 
     table = pd.DataFrame({"layer": [0, 1, 2, 3], "removal_order": [3, 0, 1, 2],
                           "block_influence_cls": [0.5, 0.1, 0.3, 0.1], "block_influence_mean": [0.1, 0.2, 0.3, 0.4]})

@@ -26,7 +26,7 @@ from prunequant.quantization import (
 )
 from prunequant.quantization.every import every_scheme
 
-from .conftest import by_family, invoke_stage, tiny_frame
+from .conftest import by_family, config, invoke_stage, params_dict, settings_of, tiny_frame
 
 # One worker runs the whole module: its module fixture is built once.
 pytestmark = pytest.mark.xdist_group("quantization")
@@ -97,8 +97,8 @@ class Artifacts(dict):
             pytest.skip(f"{name}: {reason}")
         folder = self.root / name
         folder.mkdir()
-        scheme.build(self.source, folder, scheme.settings(), CONTEXT)
-        write_manifest(folder, scheme, scheme.settings(), str(self.source), "ok")
+        scheme.build(self.source, folder, settings_of(scheme.name), CONTEXT)
+        write_manifest(folder, scheme, settings_of(scheme.name), str(self.source), "ok")
         self[name] = folder
         return folder
 
@@ -134,7 +134,7 @@ def test_rebuilding_gives_byte_identical_files(name, built, tmp_path):
     """A rerun must not change a stage's output hash: safetensors writes a metadata dict in a per-process
     hash order, so torchao's per-tensor metadata is saved as one sorted JSON string."""
     scheme = SCHEMES[name]
-    scheme.build(built.source, tmp_path, scheme.settings(), CONTEXT)
+    scheme.build(built.source, tmp_path, settings_of(scheme.name), CONTEXT)
     first = built[name]
     for path in tmp_path.iterdir():
         assert path.read_bytes() == (first / path.name).read_bytes(), path.name
@@ -169,7 +169,7 @@ def test_int8_dynamic_round_trip_is_exact(built, small_model_dir):
     """The safetensors layout rebuilds exactly the integers and scales that were quantized."""
     from prunequant.quantization.torch_schemes import Int8DynamicSettings, _quantize_dynamic
 
-    quantized = _quantize_dynamic(load_classifier(str(small_model_dir)), Int8DynamicSettings())
+    quantized = _quantize_dynamic(load_classifier(str(small_model_dir)), Int8DynamicSettings(quantize_embeddings=True))
     reloaded, _, _ = load_artifact(built["int8-dynamic"])
     query = "bert.encoder.layer.0.attention.self.query"
     before, after = quantized.get_submodule(query).weight(), reloaded.get_submodule(query).weight()
@@ -192,12 +192,12 @@ def test_artifacts_that_cannot_load_here_say_why_in_one_line(tmp_path, built, sm
     assert "no config.json" in one_line_error(lambda: load_artifact(tmp_path / "missing"))
     scheme = SCHEMES["fp16"]
     (tmp_path / "config.json").write_text("{}")
-    write_manifest(tmp_path, scheme, scheme.settings(), "models/baseline", "n/a: needs CUDA")
+    write_manifest(tmp_path, scheme, settings_of(scheme.name), "models/baseline", "n/a: needs CUDA")
     assert "not built here (n/a: needs CUDA)" in one_line_error(lambda: load_artifact(tmp_path))
     if not cuda_available():  # an fp8 folder built on a GPU machine, opened on this one
         folder = tmp_path / "fp8"
         shutil.copytree(small_model_dir, folder)
-        write_manifest(folder, SCHEMES["fp8"], SCHEMES["fp8"].settings(), "models/baseline", "ok")
+        write_manifest(folder, SCHEMES["fp8"], settings_of("fp8"), "models/baseline", "ok")
         assert ("a fp8 artifact cannot run on this machine (n/a: needs CUDA (FP8 matmuls need an Ada or Hopper GPU))"
                 in one_line_error(lambda: load_artifact(folder)))
     (tmp_path / "prunequant.json").write_text("{broken")
@@ -280,16 +280,16 @@ def scored_workspace(small_model_dir, tmp_path_factory):
     """Prepared data of 80 sentences and the small model with its FP32 predictions, as the quantize stage reads them."""
     import yaml
 
-    from prunequant.data import PrepareConfig, make_splits
+    from prunequant.data import make_splits
     from prunequant.splits import save_splits
 
     root = tmp_path_factory.mktemp("scored")
-    splits, names = make_splits({"train": tiny_frame(40)}, None, PrepareConfig(validation_size=0.25, test_size=0.25), 0)
+    splits, names = make_splits({"train": tiny_frame(40)}, None,
+                                config("prepare", validation_size=0.25, test_size=0.25), 0)
     save_splits(splits, names, root / "data")
-    (root / "params.yaml").write_text(yaml.safe_dump({
-        "base": {"seed": 0, "model": "model", "max_seq_length": 16},
-        "evaluate": {"batch_size": 8},
-        "quantize": {"schemes": by_family(*DYNAMIC, "bnb-nf4"), "settings": {n: {} for n in [*DYNAMIC, "bnb-nf4"]}}}))
+    (root / "params.yaml").write_text(yaml.safe_dump(params_dict(
+        base={"seed": 0, "model": "model", "max_seq_length": 16}, evaluate={"batch_size": 8},
+        quantize={"schemes": by_family(*DYNAMIC, "bnb-nf4")})))
     shutil.copytree(small_model_dir, root / "model")
     shutil.copytree(root / "data", root / "shuffled")  # the same sentences in another order
     for split in ("validation", "test"):

@@ -4,7 +4,6 @@ experiment in the work tree never fails this; a commit whose rerun changed a fig
 quotes the new table. The README stays a short guide whose links all lead somewhere."""
 
 import re
-
 import subprocess
 from pathlib import Path
 

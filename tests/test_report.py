@@ -68,7 +68,8 @@ def test_test_summary_has_one_row_per_artifact_with_size_ratio(tmp_path):
     (tmp_path / "baseline-fp32.json").write_text(json.dumps(evaluation("baseline", 0.82)))
     quantized = {**evaluation("baseline", 0.81), "precision": "onnx-int8-dynamic", "size_mb": 22.7,
                  "reference": "baseline-fp32"}
-    quantized["test"] = {**quantized["test"], "accuracy_delta": -0.01, "mcnemar_p": 0.5, "verdict": "no significant difference"}
+    quantized["test"] = {**quantized["test"], "accuracy_delta": -0.01, "mcnemar_p": 0.5,
+                         "verdict": "no significant difference"}
     (tmp_path / "q.json").write_text(json.dumps(quantized))
     lines = summary_table(collect_results(tmp_path)).splitlines()
     assert len(lines) == 4  # header, rule, two artifacts
@@ -106,8 +107,8 @@ def test_the_results_stages_read_exactly_what_the_pipelines_define(tmp_path, par
     from dvc.repo import Repo
 
     from prunequant.params import load
-    from prunequant.pruning import CompareConfig, PruneConfig
-    from prunequant.quantization import QuantizeConfig
+    from prunequant.params.prune import CompareConfig, PruneConfig
+    from prunequant.params.quantize import QuantizeConfig
 
     from .conftest import DVC_FILES, REPO, write_params
 

@@ -3,6 +3,7 @@ figure is written from a small fixed results table and benchmark CSV."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +12,19 @@ import pytest
 
 from prunequant import plots
 from prunequant.bench_table import COLUMNS
-from prunequant.check import Params
-from prunequant.results import RESULT_COLUMNS
-from prunequant.decision import Ratio, ReportConfig, contenders, paired, recommend
+from prunequant.decision import Ratio, contenders, paired, recommend
 from prunequant.report import recommendations_markdown, results_markdown, write_report
+from prunequant.results import RESULT_COLUMNS
 from prunequant.variants import read_bench, variant_table
 
+from .conftest import all_params
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+def squeezed(markdown: str) -> str:
+    """Markdown with its tables' padding taken out (each run of spaces as one), to assert on whole rows."""
+    return re.sub(" +", " ", markdown)
 
 
 def verdict(p, delta):
@@ -78,7 +85,8 @@ def bench_row(variant, precision, runtime, layers, batch, seq, p50, device="cpu"
 def bench_frame():
     rows = []
     for variant, precision, runtime, layers, ms in [
-        ("baseline", "fp32", "eager", 6, 5.0), ("baseline-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 6, 0.7),
+        ("baseline", "fp32", "eager", 6, 5.0),
+        ("baseline-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 6, 0.7),
         ("baseline-onnx-int4-weight", "onnx-int4-weight", "onnxruntime", 6, 1.6), ("pruned-3", "fp32", "eager", 3, 2.6),
         ("pruned-3-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 3, 0.36),
         ("pruned-3-onnx-int4-weight", "onnx-int4-weight", "onnxruntime", 3, 0.30),
@@ -133,9 +141,11 @@ def test_recommendation_respects_the_accuracy_budget_on_validation(bench_dir):
     assert "Skipped although faster: pruned-3-onnx-int4-weight (0.300 ms), -2.20 pts vs the baseline on " \
            "validation, beyond the 1-point budget." in text["CPU latency"]
     assert choices["Smallest on disk"].variant == "baseline-onnx-int4-weight"
-    assert choices["GPU latency"].variant is None and text["GPU latency"].endswith("N/A: no variant was measured there.")
+    assert choices["GPU latency"].variant is None
+    assert text["GPU latency"].endswith("N/A: no variant was measured there.")
     looser = picks(table, 1.2)
-    assert looser["CPU latency"].variant == "pruned-3-onnx-int8-dynamic" and looser["CPU latency"].runner_up != "pruned-3"
+    assert looser["CPU latency"].variant == "pruned-3-onnx-int8-dynamic"
+    assert looser["CPU latency"].runner_up != "pruned-3"
     # within a 3-point budget the 4-bit variant is still skipped: it is significantly below its own FP32 source
     widest, text = picks(table, 3.0), lines(table, 3.0)
     assert widest["CPU latency"].variant == "pruned-3-onnx-int8-dynamic"
@@ -193,7 +203,8 @@ def paired_rows(ratios_a, ratios_b, accuracy=(0.80, 0.81)):
         "label": ["a", "b"], "source": ["x", "y"], "precision": ["fp32", "fp32"], "device": ["cpu"] * 2,
         "accuracy": list(accuracy), "val_accuracy": list(accuracy), "baseline_delta": [0.0, 0.0],
         "val_baseline_delta": [0.0, 0.0], "val_source_p": [None, None], "val_source_delta": [None, None],
-        "val_reference": [None, None], "cpu_paired": maps, "cpu_rank": [float(np.median(r)) for r in (ratios_a, ratios_b)],
+        "val_reference": [None, None], "cpu_paired": maps,
+        "cpu_rank": [float(np.median(r)) for r in (ratios_a, ratios_b)],
         "cpu_ms": [10 * float(np.median(ratios_a)), 10 * float(np.median(ratios_b))], "cpu_runtime": ["eager"] * 2,
         "gpu_ms": [None, None], "gpu_throughput": [None, None], "size_mb": [10.0, 20.0]})
 
@@ -242,13 +253,14 @@ def test_radar_normalisation():
 
 def test_results_markdown_says_na_and_lists_variants_measured_nowhere(bench_dir):
     text = results_markdown(table_from(bench_dir), 0.95)
-    row = next(line for line in text.splitlines() if line.startswith("| pruned-3-onnx-int8-dynamic |"))
-    assert "| N/A | N/A | N/A | 80.60 [78.60, 82.60] | 0.360 (onnxruntime) | 53 | -1.10, p=0.25, no significant difference |" in row
+    row = next(line for line in squeezed(text).splitlines() if line.startswith("| pruned-3-onnx-int8-dynamic |"))
+    assert ("| N/A | N/A | N/A | 80.60 [78.60, 82.60] | 0.360 (onnxruntime) | 53 "
+            "| -1.10, p=0.25, no significant difference |") in row
     assert "Not measured here (n/a: needs CUDA): pruned-3-fp16." in text
 
 
 def test_write_report_writes_every_section_and_figure(bench_dir, tmp_path):
-    params = Params(report=ReportConfig())
+    params = all_params()
     out = tmp_path / "reports"
     write_report(RESULTS, bench_dir, out, params)
     report = (out / "report.md").read_text()
@@ -282,19 +294,20 @@ def test_recommendation_metrics_for_dvc_metrics_diff(bench_dir):
 
 def test_gpu_rows_fill_the_gpu_columns_figures_and_targets(bench_dir, tmp_path):
     rows = []
-    for variant, precision, layers, eager, graph in [("baseline", "fp32", 6, 6.0, 1.2), ("pruned-3", "fp32", 3, 3.2, 0.6)]:
+    for variant, precision, layers, eager, graph in [("baseline", "fp32", 6, 6.0, 1.2),
+                                                     ("pruned-3", "fp32", 3, 3.2, 0.6)]:
         for runtime, ms in (("eager", eager), ("cudagraph", graph)):
             for batch, seq, scale in ((1, 16, 1), (1, 128, 1.5), (8, 128, 3), (64, 128, 12)):
                 rows.append({**bench_row(variant, precision, runtime, layers, batch, seq, ms * scale, device="cuda"),
                              "device_name": "Test GPU"})
     pd.DataFrame(rows, columns=COLUMNS).to_csv(bench_dir / "gpu.csv", index=False)
     out = tmp_path / "reports"
-    choices = {c.target.name: c for c in write_report(RESULTS, bench_dir, out, Params(report=ReportConfig()))}
+    choices = {c.target.name: c for c in write_report(RESULTS, bench_dir, out, all_params())}
     assert choices["GPU latency"].variant == "pruned-3"  # 1.0 points down: just within the budget
     assert choices["GPU latency"].value == 0.6 and choices["GPU latency"].runtime == "cudagraph"
     assert choices["GPU throughput"].value == pytest.approx(64 * 1000 / (0.6 * 12), rel=1e-3)
     report = (out / "report.md").read_text()
-    assert "| baseline | 6 | 91.8 | N/A | 1.200 (cudagraph) |" in report
+    assert "| baseline | 6 | 91.8 | N/A | 1.200 (cudagraph) |" in squeezed(report)
     for name in ("latency_vs_batch_gpu", "latency_vs_seq_gpu", "pareto_gpu_latency"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
     sweep = pd.read_csv(out / "plots" / "latency_vs_batch_gpu.csv")
@@ -305,7 +318,7 @@ def test_timings_of_another_model_are_left_out_and_said(bench_dir, tmp_path):
     frame = pd.read_csv(bench_dir / "cpu.csv").assign(family="bert-base-uncased")
     frame.to_csv(bench_dir / "cpu.csv", index=False)
     out = tmp_path / "reports"
-    choices = {c.target.name: c for c in write_report(RESULTS, bench_dir, out, Params(report=ReportConfig()))}
+    choices = {c.target.name: c for c in write_report(RESULTS, bench_dir, out, all_params())}
     assert choices["CPU latency"].variant is None
     assert "Benchmark rows of bert-base-uncased are left out" in (out / "report.md").read_text()
 
@@ -320,9 +333,10 @@ def test_the_report_sets_the_shapes_depth_comparison_next_to_the_study(bench_dir
                 ("bert-large-uncased:16-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 16, 40.0)]]
     pd.DataFrame(rows, columns=COLUMNS).to_csv(bench_dir / "cpu-shapes.csv", index=False)
     out = tmp_path / "reports"
-    write_report(RESULTS, bench_dir, out, Params(report=ReportConfig()), REPO / "docs" / "study-cpu.csv")
+    write_report(RESULTS, bench_dir, out, all_params(), REPO / "docs" / "study-cpu.csv")
     report = (out / "report.md").read_text()
-    assert "## Depth and INT8 on the bert-base and bert-large shapes (CPU, random weights, batch 1 x 128 tokens)" in report
+    assert ("## Depth and INT8 on the bert-base and bert-large shapes "
+            "(CPU, random weights, batch 1 x 128 tokens)") in report
     # the ratio of best rounds, and per round 40/400 and 48/480: both 0.1
     assert ("| bert-large-uncased (24 layers) | 400.00 | 16 layers, onnx-int8-dynamic (onnxruntime) | 40.00 "
             "| 0.100 (0.100-0.100) | 420.02 -> 144.11 ms = 0.34x |") in report
@@ -359,15 +373,15 @@ def test_the_final_rounds_contenders_are_the_fastest_eligible_on_validation_and_
 def test_the_report_compares_the_label_free_estimators_with_skip_and_re_score(bench_dir, tmp_path):
     """Crafted scores: block influence ([CLS]) ranks the layers as ablation does; over every token it ranks them
     backwards; the angular distance of the block 1..2 is the smallest of length 2."""
-    from prunequant.pruning import PruneConfig
-    from prunequant.sensitivity import estimator_comparison
+    from prunequant.layer_choice import estimator_comparison
 
     table = pd.DataFrame({"layer": range(4), "removal_order": [3, 0, 1, 2],
                           "block_influence_cls": [0.9, 0.1, 0.2, 0.3], "block_influence_mean": [0.1, 0.9, 0.8, 0.7],
                           "angular_cls": [0.5, 0.2, 0.3, 0.4], "angular_mean": [0.5, 0.2, 0.3, 0.4]})
     blocks = pd.DataFrame([{"start": s, "length": n, "angular_cls": 0.1 if (s, n) == (1, 2) else 0.5 + s,
                             "angular_mean": 0.5} for n in (1, 2, 3) for s in range(5 - n)])
-    frame = estimator_comparison(table, blocks, {"ablation_seconds": 12.0, "hidden_states_seconds": 1.5}, [3, 2, 9])  # 9: more than the model has, left out
+    seconds = {"ablation_seconds": 12.0, "hidden_states_seconds": 1.5}
+    frame = estimator_comparison(table, blocks, seconds, [3, 2, 9])  # 9: more than the model has, left out
     assert frame.set_index(["strategy", "pooling"])["spearman"].to_dict() == pytest.approx({
         ("sensitivity", ""): 1.0, ("block-influence", "mean"): -1.0, ("block-influence", "cls"): 1.0,
         ("angular", "mean"): 1.0, ("angular", "cls"): 1.0})
@@ -378,12 +392,13 @@ def test_the_report_compares_the_label_free_estimators_with_skip_and_re_score(be
     assert 9 not in frame.columns
 
     out = tmp_path / "reports"
-    write_report(RESULTS, bench_dir, out, Params(prune=PruneConfig(strategy="angular")), estimators=frame)
+    write_report(RESULTS, bench_dir, out, all_params(prune={"strategy": "angular"}), estimators=frame)
     report = (out / "report.md").read_text()
-    assert "| block influence | `block-influence`, `pooling: mean` | mean over tokens | no | 1.5 | -1.00 (p=0.00) | [0] | [0, 3] |" in report
-    assert "| skip and re-score | `sensitivity` |  | yes | 12.0 | 1 (itself) | [1] | [1, 2] |" in report
+    assert ("| block influence | `block-influence`, `pooling: mean` | mean over tokens | no | 1.5 | -1.00 (p=0.00) "
+            "| [0] | [0, 3] |") in squeezed(report)
+    assert "| skip and re-score | `sensitivity` | | yes | 12.0 | 1 (itself) | [1] | [1, 2] |" in squeezed(report)
     assert "In use: `prune.strategy: angular` with `prune.pooling: cls`" in report
-    assert "drops for 4 → 3 | drops for 4 → 2 |" in report and "ranks the baseline's 4 layers" in report
+    assert "drops for 4 → 3 | drops for 4 → 2 |" in squeezed(report) and "ranks the baseline's 4 layers" in report
 
 
 def test_a_rebuilt_artifact_s_timing_is_reported_stale_never_as_current(bench_dir, tmp_path):
@@ -400,7 +415,7 @@ def test_a_rebuilt_artifact_s_timing_is_reported_stale_never_as_current(bench_di
     cpu = bench_frame()
     cpu.loc[cpu.variant == "pruned-3-onnx-int8-dynamic", "artifact_md5"] = folder_md5(folder)
     cpu.to_csv(bench_dir / "cpu.csv", index=False)
-    params, out = Params(report=ReportConfig(max_accuracy_drop=1.2)), tmp_path / "reports"
+    params, out = all_params(report={"max_accuracy_drop": 1.2}), tmp_path / "reports"
     (cpu_pick, *_) = write_report(results, bench_dir, out, params)
     assert cpu_pick.variant == "pruned-3-onnx-int8-dynamic" and "Stale" not in (out / "report.md").read_text()
 
@@ -418,7 +433,7 @@ def test_a_rebuilt_artifact_s_timing_is_reported_stale_never_as_current(bench_di
     report = (out / "report.md").read_text()
     assert ("**Stale CPU timings, not shown**: pruned-3-onnx-int8-dynamic: the artifact was rebuilt after it was "
             "timed") in report and "Refresh them with `make bench-cpu`" in report
-    row = next(line for line in report.splitlines() if line.startswith("| pruned-3-onnx-int8-dynamic |"))
+    row = next(line for line in squeezed(report).splitlines() if line.startswith("| pruned-3-onnx-int8-dynamic |"))
     assert "0.360" not in row and "| N/A |" in row
     assert "pruned-3-onnx-int8-dynamic" not in pd.read_csv(out / "plots" / "pareto_cpu_latency.csv").label.tolist()
 
@@ -429,7 +444,7 @@ def test_the_report_says_which_machine_timed_it(bench_dir, tmp_path):
     flags = {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "hypervisor"}  # an AMD EPYC: no AMX
     info = machine_info("cpu", 2, steal=0.4, flags=flags) | {"cpu": "AMD EPYC", "cores": 2}
     (bench_dir / "cpu-machine.json").write_text(__import__("json").dumps(info))
-    write_report(RESULTS, bench_dir, tmp_path / "reports", Params(report=ReportConfig()))
+    write_report(RESULTS, bench_dir, tmp_path / "reports", all_params())
     report = (tmp_path / "reports" / "report.md").read_text()
     assert ("CPU: timed on AMD EPYC, 2 cores (2 threads), AVX2, AVX-512 F/VNNI/BF16, no AMX, virtual machine "
             "(steal 0.4% during the run); torch ") in report

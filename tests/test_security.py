@@ -30,7 +30,8 @@ def test_no_pickle_no_remote_code_safetensors_only(path):
         where = f"{path.relative_to(REPO)}:{call.lineno}"
         if call.func.attr == "load" and isinstance(call.func.value, ast.Name) and call.func.value.id == "torch":
             flag = _keyword(call, "weights_only")
-            assert isinstance(flag, ast.Constant) and flag.value is True, f"{where}: torch.load without weights_only=True"
+            assert isinstance(flag, ast.Constant) and flag.value is True, (
+                f"{where}: torch.load without weights_only=True")
         owner = call.func.value
         if call.func.attr == "from_pretrained" and isinstance(owner, ast.Name) and owner.id.startswith("AutoModel"):
             flag = _keyword(call, "use_safetensors")

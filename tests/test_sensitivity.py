@@ -1,11 +1,11 @@
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 import torch
 
 from prunequant.evaluation import accuracy_ci
+from prunequant.layer_choice import importance_order
 from prunequant.pruning import layer_count
-from prunequant.pruning import importance_order
 from prunequant.sensitivity import (
     BLOCK_COLUMNS,
     ESTIMATOR_COLUMNS,
@@ -76,11 +76,39 @@ def test_ablation_on_a_real_forward_pass_restores_outputs():
         torch.testing.assert_close(model(input_ids=IDS).logits, before)
 
 
-def test_plot_is_written(tmp_path):
-    table = pd.DataFrame({"layer": [0, 1], "accuracy": [0.8, 0.7], "accuracy_drop": [0.01, 0.11],
-                          "ci_low": [0.78, 0.68], "ci_high": [0.82, 0.72], "removal_order": [0, 1]})
+def test_plot_has_a_bar_per_scored_layer_with_its_drop_and_interval(tmp_path, monkeypatch):
+    """One bar per layer whose skip was scored (iterative's last layer never is), as tall as its accuracy drop in
+    points, its error bar the accuracy's interval turned into the drop's (upper accuracy bound = lower drop bound),
+    labelled with the layer and its removal rank; the PNG written is that figure."""
+    import matplotlib.colors
+    import matplotlib.image
+    from matplotlib.container import BarContainer
+
+    from prunequant import sensitivity
+
+    table = pd.DataFrame({"layer": [0, 1, 2], "accuracy": [0.8, 0.7, np.nan], "accuracy_drop": [0.01, 0.11, np.nan],
+                          "ci_low": [0.77, 0.66, np.nan], "ci_high": [0.81, 0.72, np.nan], "removal_order": [1, 0, 2]})
+    saved, save_figure = [], sensitivity.save_figure
+
+    def keep(fig, path, **kwargs):
+        saved.append((fig, kwargs.get("dpi", fig.dpi)))
+        save_figure(fig, path, **kwargs)
+
+    monkeypatch.setattr(sensitivity, "save_figure", keep)
     plot_sensitivity(table, 0.81, tmp_path / "s.png", title="test")
-    assert (tmp_path / "s.png").stat().st_size > 5000
+    ((fig, dpi),) = saved
+    (ax,) = fig.axes
+    (bars,) = [container for container in ax.containers if isinstance(container, BarContainer)]
+    np.testing.assert_allclose([bar.get_height() for bar in bars], [1, 11])
+    assert [label.get_text() for label in ax.get_xticklabels()] == ["0\n#2", "1\n#1"]
+    (_, _, (ranges,)) = bars.errorbar.lines
+    np.testing.assert_allclose([(low[1], high[1]) for low, high in ranges.get_segments()], [(0, 4), (9, 15)],
+                               atol=1e-9)
+    assert "81.00%" in ax.get_title()
+    png = matplotlib.image.imread(tmp_path / "s.png")
+    assert png.shape[:2] == tuple(round(v) for v in fig.get_size_inches()[::-1] * dpi)
+    bar_colour = np.isclose(png[..., :3], matplotlib.colors.to_rgb(bars[0].get_facecolor()), atol=2 / 255).all(-1)
+    assert bar_colour.mean() > 0.01  # the bars are drawn in the file, not only in the figure
 
 
 SENTENCES = ["the film was great", "dull", "a really quite boring movie is bad", "fun"]
@@ -89,7 +117,8 @@ SENTENCES = ["the film was great", "dull", "a really quite boring movie is bad",
 def bert_and_tokenizer(tiny_model_dir):
     from transformers import AutoTokenizer, BertForSequenceClassification
 
-    return BertForSequenceClassification.from_pretrained(tiny_model_dir).eval(), AutoTokenizer.from_pretrained(tiny_model_dir)
+    return (BertForSequenceClassification.from_pretrained(tiny_model_dir).eval(),
+            AutoTokenizer.from_pretrained(tiny_model_dir))
 
 
 def test_distances_average_every_real_token_or_the_first_and_ignore_padding(tiny_model_dir):
@@ -119,14 +148,15 @@ def test_label_free_scores_read_neighbouring_states_and_every_block():
     np.testing.assert_allclose(layers["block_influence_mean"], [0.1, 0.2, 0.3])
     np.testing.assert_allclose(layers["angular_cls"], [angle[0, 1], angle[1, 2], angle[2, 3]])
     assert list(blocks.columns) == BLOCK_COLUMNS
-    assert list(zip(blocks["start"], blocks["length"])) == [(0, 1), (1, 1), (2, 1), (0, 2), (1, 2)]
-    np.testing.assert_allclose(blocks["angular_mean"], [angle[0, 1], angle[1, 2], angle[2, 3], angle[0, 2], angle[1, 3]])
+    assert list(zip(blocks["start"], blocks["length"], strict=True)) == [(0, 1), (1, 1), (2, 1), (0, 2), (1, 2)]
+    np.testing.assert_allclose(blocks["angular_mean"],
+                               [angle[0, 1], angle[1, 2], angle[2, 3], angle[0, 2], angle[1, 3]])
 
 
 def test_a_layer_that_changes_nothing_scores_lowest_and_its_block_is_closest():
     """A layer whose attention and feed-forward add nothing only re-normalizes its (normalized) input: both
     label-free estimators must single it out, under either pooling."""
-    from prunequant.pruning import angular_blocks, layers_to_drop
+    from prunequant.layer_choice import angular_blocks, layers_to_drop
 
     model = tiny_bert(4)
     with torch.no_grad():
@@ -138,7 +168,8 @@ def test_a_layer_that_changes_nothing_scores_lowest_and_its_block_is_closest():
         def __call__(self, texts, **kwargs):
             return {"input_ids": IDS[: len(texts)], "attention_mask": torch.ones_like(IDS[: len(texts)])}
 
-    layers, blocks = label_free_scores(hidden_state_distances(model, Tokenizer(), [0, 1], batch_size=2, max_seq_length=8))
+    layers, blocks = label_free_scores(
+        hidden_state_distances(model, Tokenizer(), [0, 1], batch_size=2, max_seq_length=8))
     for pooling in ("mean", "cls"):
         assert importance_order(layers.assign(removal_order=0), "block-influence", pooling)[0] == 2
         assert layers[f"block_influence_{pooling}"][2] < 1e-4
@@ -152,8 +183,8 @@ def test_measure_gives_ablation_the_label_free_scores_and_their_seconds_apart():
         def __call__(self, texts, **kwargs):
             return {"input_ids": IDS[: len(texts)], "attention_mask": torch.ones_like(IDS[: len(texts)])}
 
-    reference, table, blocks, seconds = measure(model, Tokenizer(), [0, 1], scorer(model), method="ablation", batch_size=2,
-                                       max_seq_length=8)
+    reference, table, blocks, seconds = measure(model, Tokenizer(), [0, 1], scorer(model), method="ablation",
+                                                batch_size=2, max_seq_length=8)
     assert list(table.columns) == SENSITIVITY_COLUMNS + ESTIMATOR_COLUMNS  # no timings: prune reads this table
     assert importance_order(table) == [3, 1, 2, 0]  # ablation's ranking, untouched by the merge
     assert set(seconds) == {"ablation_seconds", "hidden_states_seconds"} and min(seconds.values()) > 0

@@ -2,24 +2,22 @@ import json
 import re
 
 import pytest
-
 import torch
 from transformers import set_seed
 
 from prunequant.errors import PrunequantError
 from prunequant.modeling import load_classifier, load_tokenizer
 from prunequant.pruning import drop_layers
-from prunequant.recipe import FinetuneConfig, RefinetuneConfig
 from prunequant.training import TEACHER_LOGITS, DistillationTrainer, finetune, tokenize
 
-from .conftest import tiny_frame
+from .conftest import config, tiny_frame
 
 
 def run(tiny_model_dir, live_dir=None, seed=0, precision="fp32"):
     set_seed(seed)
     model = load_classifier(str(tiny_model_dir))
     tokenizer = load_tokenizer(str(tiny_model_dir))
-    cfg = FinetuneConfig(epochs=10, learning_rate=1e-2, batch_size=16, warmup_ratio=0.0, logging_steps=5,
+    cfg = config("finetune", epochs=10, learning_rate=1e-2, batch_size=16, warmup_ratio=0.0, logging_steps=5,
                          precision=precision)
     frame = tiny_frame(40)
     metrics = finetune(model, tokenizer, frame, frame, cfg, seed=seed, max_seq_length=16, live_dir=live_dir)
@@ -52,9 +50,10 @@ def test_bf16_training_autocasts_but_keeps_fp32_weights_and_says_so(tiny_model_d
     bf16, metrics = run(tiny_model_dir, seed=3, precision="bf16", live_dir=tmp_path / "live")
     assert metrics["accuracy"] > 0.9
     assert all(p.dtype == torch.float32 for p in bf16.parameters())  # master weights: the saved model is FP32
-    assert any(not torch.equal(a, b) for a, b in zip(fp32.parameters(), bf16.parameters()))  # bf16 compute ran
+    # bf16 compute ran
+    assert any(not torch.equal(a, b) for a, b in zip(fp32.parameters(), bf16.parameters(), strict=True))
     again, _ = run(tiny_model_dir, seed=3)  # an FP32 run after a bf16 one in the same process is FP32 again
-    assert all(torch.equal(a, b) for a, b in zip(fp32.state_dict().values(), again.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(fp32.state_dict().values(), again.state_dict().values(), strict=True))
     assert bf16.config.training_precision == "bf16" and fp32.config.training_precision == "fp32"
     assert json.loads((tmp_path / "live" / "metrics.json").read_text())["precision"] == "bf16"
 
@@ -68,7 +67,7 @@ def test_auto_falls_back_to_fp32_without_native_bf16(tiny_model_dir, monkeypatch
         capsys.readouterr().out)
     assert model.config.training_precision == "fp32"
     fp32, _ = run(tiny_model_dir, seed=3, precision="fp32")
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fp32.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fp32.state_dict().values(), strict=True))
 
 
 def test_auto_picks_bf16_where_native(tiny_model_dir, monkeypatch, capsys):
@@ -91,7 +90,7 @@ def test_distillation_trains_a_pruned_student(tiny_model_dir, hidden_weight):
     # Pure distillation (alpha 1) on training labels that are all wrong: only the teacher can teach the student
     # the true labels, which the validation frame has. A trainer that ignored the teacher would learn the flipped
     # labels and score near 0.
-    cfg = RefinetuneConfig(epochs=10, learning_rate=1e-2, batch_size=16, warmup_ratio=0.0, logging_steps=5,
+    cfg = config("refinetune", epochs=10, learning_rate=1e-2, batch_size=16, warmup_ratio=0.0, logging_steps=5,
                            distill=True, temperature=2.0, alpha=1.0, hidden_weight=hidden_weight,
                            group_by_length=False)  # batches at random: conftest.tiny_frame
     frame = tiny_frame(40)
@@ -104,7 +103,7 @@ def test_distillation_trains_a_pruned_student(tiny_model_dir, hidden_weight):
 
 def test_hidden_state_matching_needs_a_pruned_model(tiny_model_dir):
     model = load_classifier(str(tiny_model_dir))
-    cfg = RefinetuneConfig(epochs=1, hidden_weight=0.1)
+    cfg = config("refinetune", epochs=1, hidden_weight=0.1)
     with pytest.raises(PrunequantError, match="refinetune.hidden_weight > 0 needs a model pruned by prunequant"):
         finetune(model, load_tokenizer(str(tiny_model_dir)), tiny_frame(4), tiny_frame(4), cfg,
                  seed=0, max_seq_length=16, teacher=model)
@@ -167,7 +166,7 @@ def test_unlabelled_rows_learn_from_the_teacher_alone(tiny_model_dir, tmp_path, 
     student = drop_layers(load_classifier(str(tiny_model_dir)), [1]).eval()
     for param in student.parameters():
         param.data.normal_(0, 0.5)
-    cfg = RefinetuneConfig(alpha=0.3, temperature=2.0)
+    cfg = config("refinetune", alpha=0.3, temperature=2.0)
     trainer = _distillation_trainer(student, teacher, cfg, tmp_path)
     tokenizer = load_tokenizer(str(tiny_model_dir))
     inputs = dict(tokenizer(tiny_frame(2)["text"].tolist(), padding=True, return_tensors="pt"))
@@ -198,13 +197,13 @@ def test_hidden_states_match_the_teacher_layers_the_map_names(tiny_model_dir, tm
         targets = teacher(**{k: v for k, v in inputs.items() if k != "labels"}, output_hidden_states=True).hidden_states
     losses = {}
     for layers in ((), (0,), (1,)):
-        cfg = RefinetuneConfig(hidden_weight=2.0, hidden_layers=layers)
+        cfg = config("refinetune", hidden_weight=2.0, hidden_layers=layers)
         trainer = _distillation_trainer(student, teacher, cfg, tmp_path)
         student.train()
         with torch.no_grad():
             losses[layers] = trainer.compute_loss(student, inputs).item()
     student.eval()
-    without = _distillation_trainer(student, teacher, RefinetuneConfig(), tmp_path)
+    without = _distillation_trainer(student, teacher, config("refinetune"), tmp_path)
     with torch.no_grad():
         base = without.compute_loss(student, inputs).item()
     mse = {t: torch.nn.functional.mse_loss(hidden[1], targets[t + 1]).item() for t in (0, 1)}
@@ -221,9 +220,9 @@ def test_a_layer_map_that_does_not_fit_is_one_line(layers, message):
     from prunequant.training import hidden_layer_map
 
     with pytest.raises(PrunequantError, match=re.escape(message)):
-        hidden_layer_map(RefinetuneConfig(hidden_weight=1.0, hidden_layers=layers), [0], 1, 2)
-    assert hidden_layer_map(RefinetuneConfig(hidden_weight=1.0, hidden_layers=(1, 3)), [0, 2], 2, 4) == [1, 3]
-    assert hidden_layer_map(RefinetuneConfig(hidden_weight=1.0), [0, 2], 2, 4) == [0, 2]
+        hidden_layer_map(config("refinetune", hidden_weight=1.0, hidden_layers=layers), [0], 1, 2)
+    assert hidden_layer_map(config("refinetune", hidden_weight=1.0, hidden_layers=(1, 3)), [0, 2], 2, 4) == [1, 3]
+    assert hidden_layer_map(config("refinetune", hidden_weight=1.0), [0, 2], 2, 4) == [0, 2]
 
 
 def test_transfer_sentences_teach_what_the_labelled_rows_lack(tiny_model_dir):
@@ -234,7 +233,7 @@ def test_transfer_sentences_teach_what_the_labelled_rows_lack(tiny_model_dir):
     tokenizer = load_tokenizer(str(tiny_model_dir))
     # alpha 1: the teacher's logits are the only target, for the labelled rows too (batches of transfer
     # sentences alone still run through the labels' term, multiplied by 0: a NaN there would show).
-    cfg = RefinetuneConfig(epochs=10, learning_rate=1e-2, batch_size=16, warmup_ratio=0.0, logging_steps=5,
+    cfg = config("refinetune", epochs=10, learning_rate=1e-2, batch_size=16, warmup_ratio=0.0, logging_steps=5,
                            alpha=1.0, temperature=2.0, precision="fp32")
     frame = tiny_frame(40)
     few = frame[frame["text"].str.contains("great|awful")]
@@ -253,7 +252,7 @@ def test_transfer_sentences_need_distillation(tiny_model_dir):
     model = load_classifier(str(tiny_model_dir))
     with pytest.raises(PrunequantError, match="set refinetune.distill: true, or refinetune.transfer: null"):
         finetune(model, load_tokenizer(str(tiny_model_dir)), tiny_frame(4), tiny_frame(4),
-                 RefinetuneConfig(epochs=1, distill=False), seed=0, max_seq_length=16, teacher=model,
+                 config("refinetune", epochs=1, distill=False), seed=0, max_seq_length=16, teacher=model,
                  transfer=tiny_frame(4)[["text"]])
 
 
@@ -264,7 +263,7 @@ def test_the_teacher_logits_computed_once_are_the_ones_the_loss_would_compute_ea
     student = drop_layers(load_classifier(str(tiny_model_dir)), [1])
     frame = tiny_frame(10)
     frame.loc[::3, "text"] += " and then some more words"  # rows of several lengths: batches pad differently
-    cfg = RefinetuneConfig(distill=True, alpha=0.7)
+    cfg = config("refinetune", distill=True, alpha=0.7)
     trainer = DistillationTrainer(
         model=student, args=TrainingArguments(str(tmp_path), per_device_train_batch_size=6, use_cpu=True,
                                               per_device_eval_batch_size=5, report_to="none"),

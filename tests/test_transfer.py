@@ -24,7 +24,9 @@ def test_sentences_compare_without_case_spacing_or_punctuation():
 
 
 def prepared(train_texts, validation_texts=("a held out validation sentence here",), test_texts=("x",)):
-    frame = lambda texts: pd.DataFrame({"text": list(texts), "label": [i % 2 for i in range(len(texts))]})  # noqa: E731
+    def frame(texts):
+        return pd.DataFrame({"text": list(texts), "label": [i % 2 for i in range(len(texts))]})
+
     return {"train": frame(train_texts), "validation": frame(validation_texts), "test": frame(test_texts)}
 
 
@@ -104,7 +106,8 @@ def test_the_stage_writes_the_sentences_and_their_counts(tmp_path, tiny_model_di
         "refinetune": {"transfer": "reviews.csv", "transfer_samples": 25}})
     pd.DataFrame({"text": reviews}).to_csv(workspace / "reviews.csv", index=False)
     assert invoke_stage(workspace, "prepare", "--out", "data", "--metrics", "prepare.json").exit_code == 0
-    result = invoke_stage(workspace, "transfer", "--data", "data", "--out", "transfer.parquet", "--metrics", "transfer.json")
+    result = invoke_stage(workspace, "transfer", "--data", "data", "--out", "transfer.parquet",
+                          "--metrics", "transfer.json")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == "transfer: 25 sentences from reviews.csv -> transfer.parquet"
     frame = pd.read_parquet(workspace / "transfer.parquet")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 from prunequant.errors import PrunequantError
@@ -66,14 +67,32 @@ def cuda_device_names(library: str = "libcuda.so.1") -> list[str]:
     return [device["name"] for device in cuda_devices(library)]
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
-    """The CPU's feature flags (Linux ``flags``, or ``Features`` on Arm); empty where the file is missing."""
+def cuda_available() -> bool:
+    """Whether PyTorch can run on a CUDA device here: what ``torch.cuda.is_available()`` says.
+
+    A process that has imported torch gets torch's own answer: its tensors go where torch says, and torch also
+    says no where, say, the driver is too old for its CUDA build. One that has not (the ``machine`` stage) gets
+    the driver's, a CUDA build of torch with at least one device, without paying seconds to import torch."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return torch.cuda.is_available()
+    return bool(torch_cuda_version()) and bool(cuda_devices())
+
+
+def cpuinfo_field(names: tuple[str, ...], cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The value of the first ``/proc/cpuinfo`` line named one of ``names`` (``model name``, ``flags``), or None
+    where the file or the field is missing (another OS; Arm's lines differ from x86's)."""
     try:
         text = cpuinfo.read_text()
     except OSError:
-        return set()
-    match = re.search(r"^(?:flags|Features)\s*:(.*)$", text, flags=re.MULTILINE)
-    return set(match.group(1).split()) if match else set()
+        return None
+    match = re.search(rf"^(?:{'|'.join(map(re.escape, names))})\s*:(.*)$", text, flags=re.MULTILINE)
+    return match.group(1).strip() if match else None
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU's feature flags (Linux ``flags``, or ``Features`` on Arm); empty where the file is missing."""
+    return set((cpuinfo_field(("flags", "Features"), cpuinfo) or "").split())
 
 
 def native_bf16(cuda: bool, devices: list[dict] | None = None, flags: set[str] | None = None) -> bool:
@@ -87,7 +106,7 @@ def native_bf16(cuda: bool, devices: list[dict] | None = None, flags: set[str] |
 
 def probe() -> dict:
     """``{"cuda": bool, "gpu": name of device 0 or None, "bf16": native bfloat16 on the training device}``."""
-    devices = cuda_devices() if torch_cuda_version() else []
+    devices = cuda_devices() if cuda_available() else []
     cuda = bool(devices)
     return {"cuda": cuda, "gpu": devices[0]["name"] if cuda else None, "bf16": native_bf16(cuda, devices)}
 

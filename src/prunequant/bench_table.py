@@ -45,6 +45,21 @@ def paired_ratios(mine: dict[int, float], other: dict[int, float]) -> list[float
     return [mine[n] / other[n] for n in sorted(mine.keys() & other.keys())]
 
 
+def with_round_spread(frame):
+    """A copy of ``frame`` whose timed rows all have latency_ms_best and _worst (the fastest and slowest round's
+    p50): a row without rounds (of an older CSV, or built by hand) takes its p50 for both, a spread of zero."""
+    frame = frame.copy()
+    for column in ("latency_ms_best", "latency_ms_worst"):
+        frame[column] = frame[column].fillna(frame.latency_ms_p50) if column in frame else frame.latency_ms_p50
+    return frame
+
+
+def spread_text(low: float, high: float) -> str:
+    """A figure's range over the rounds (a latency's best to worst round, a ratio's per-round range) as the tables
+    print it: '0.498-0.530'."""
+    return f"{low:.3f}-{high:.3f}"
+
+
 def _ratio_range(row, best: float, worst: float, ref_best: float, ref_worst: float) -> tuple[float, float]:
     """The smallest and largest per-round ratio (over the rounds both were timed in: each round's p50s divide
     pairwise); without per-round figures, the widest ratio the two spreads allow."""
@@ -58,12 +73,11 @@ def with_ratios(frame):
     """Add ratio_<ref> = best-round p50 over the reference's best-round p50 at the same point (the steadiest
     estimate), with ratio_<ref>_low/_high: the range of the per-round ratios (its run-to-run spread). The
     references, measured in the same run: the family's full-depth FP32 eager model (fp32) and its full-depth
-    ONNX Runtime dynamic INT8 (ort_int8). Rows of an older CSV without rounds use their p50 as best and worst."""
+    ONNX Runtime dynamic INT8 (ort_int8). Rows without rounds use their p50 as best and worst
+    (:func:`with_round_spread`)."""
     import numpy as np
 
-    frame = frame.copy()
-    for column in ("latency_ms_best", "latency_ms_worst"):
-        frame[column] = frame[column].fillna(frame.latency_ms_p50) if column in frame else frame.latency_ms_p50
+    frame = with_round_spread(frame)
     for column in ("round_p50s_ms", "round_ids"):
         if column not in frame:
             frame[column] = ""
@@ -95,7 +109,7 @@ def spread_pct(best: float, worst: float) -> float:
     return 100 * (worst - best) / best
 
 
-def summary_table(frame, short: tuple[int, int], long: tuple[int, int], wide: tuple[int, int]) -> str:
+def bench_summary_table(frame, short: tuple[int, int], long: tuple[int, int], wide: tuple[int, int]) -> str:
     """One Markdown row per (variant, runtime): the best round's p50 at one short sentence with the rounds'
     spread, p99, p50 at a long sentence, throughput and peak memory at the largest batch, and the ratios at the
     short point from the best rounds with their per-round range (FP32 last)."""
@@ -123,7 +137,7 @@ def summary_table(frame, short: tuple[int, int], long: tuple[int, int], wide: tu
         if value is None:
             return "n/a"
         low, high = at(group, short, f"ratio_{name}_low"), at(group, short, f"ratio_{name}_high")
-        return f"{value:.3f} ({low:.3f}-{high:.3f})" if low is not None and high is not None else f"{value:.3f}"
+        return f"{value:.3f} ({spread_text(low, high)})" if low is not None and high is not None else f"{value:.3f}"
 
     def latency(group):
         best, worst = at(group, short, "latency_ms_best"), at(group, short, "latency_ms_worst")
@@ -191,6 +205,6 @@ def depth_section(frame, source: Path, study: Path | None, point: tuple[int, int
         theirs = "" if match.empty else (f"{match.fp32_ms.iloc[0]:.2f} -> {match.pruned_int8_ms.iloc[0]:.2f} ms = "
                                          f"{match.pruned_int8_ms.iloc[0] / match.fp32_ms.iloc[0]:.2f}x")
         lines.append(f"| {r['family']} ({r['full_layers']} layers) | {r['fp32_ms']:.2f} | {r['layers']} layers, "
-                     f"{r['precision']} ({r['runtime']}) "
-                     f"| {r['ms']:.2f} | {r['ratio']:.3f} ({r['ratio_low']:.3f}-{r['ratio_high']:.3f}) | {theirs} |")
+                     f"{r['precision']} ({r['runtime']}) | {r['ms']:.2f} "
+                     f"| {r['ratio']:.3f} ({spread_text(r['ratio_low'], r['ratio_high'])}) | {theirs} |")
     return lines + [""]

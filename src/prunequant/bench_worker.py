@@ -11,10 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prunequant.bench import SHAPES, Job, parse_shape
-from prunequant.splits import forward_inputs
+from prunequant.accelerator import cuda_available
+from prunequant.bench import Job
 from prunequant.host import available_memory_mb, cpu_name
 from prunequant.modeling import load_tokenizer, num_layers
+from prunequant.params.bench import SHAPES, parse_shape
 from prunequant.quantization import (
     BuildContext,
     load_artifact,
@@ -22,6 +23,7 @@ from prunequant.quantization import (
     write_manifest,
 )
 from prunequant.quantization.every import every_scheme
+from prunequant.splits import forward_inputs
 from prunequant.timing import (
     cpu_timer,
     cuda_timer,
@@ -288,7 +290,7 @@ def _why(exc: BaseException) -> str:
 def _base_row(target) -> dict:
     import torch
 
-    cuda = target.device == "cuda" and torch.cuda.is_available()
+    cuda = target.device == "cuda" and cuda_available()
     return {"variant": target.variant, "precision": target.precision, "runtime": target.runtime,
             "device": target.device, "device_name": torch.cuda.get_device_name(0) if cuda else cpu_name(),
             "weights": target.weights, "family": target.family, "artifact_md5": target.artifact_md5}

@@ -8,41 +8,41 @@ every part of the library without making any stage depend on all of it.
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from prunequant.bench import BenchConfig
-from prunequant.data import PrepareConfig
-from prunequant.errors import PrunequantError
-from prunequant.evaluation import EvaluateConfig
-from prunequant.params import BaseConfig, build_section, check_sections, read_params
-from prunequant.pruning import CompareConfig, PruneConfig
-from prunequant.quantization import QuantizeConfig
+from prunequant.params import build_section, check_sections, read_params
+from prunequant.params.base import BaseConfig
+from prunequant.params.bench import BenchConfig
+from prunequant.params.evaluate import EvaluateConfig
+from prunequant.params.prepare import PrepareConfig
+from prunequant.params.prune import CompareConfig, PruneConfig
+from prunequant.params.quantize import QuantizeConfig
+from prunequant.params.report import ReportConfig
+from prunequant.params.sensitivity import SensitivityConfig
+from prunequant.params.training import FinetuneConfig, RefinetuneConfig
+from prunequant.quantization import scheme_settings
 from prunequant.quantization.every import every_scheme
-from prunequant.decision import ReportConfig
-from prunequant.sensitivity import SensitivityConfig
-from prunequant.recipe import FinetuneConfig, RefinetuneConfig
 
 
 @dataclass(frozen=True)
 class Params:
-    """All of params.yaml (a section left out takes its dataclass's defaults)."""
+    """All of params.yaml, every section required."""
 
-    base: BaseConfig = field(default_factory=BaseConfig)
-    prepare: PrepareConfig = field(default_factory=PrepareConfig)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
-    prune: PruneConfig = field(default_factory=PruneConfig)
-    refinetune: RefinetuneConfig = field(default_factory=RefinetuneConfig)
-    compare: CompareConfig = field(default_factory=CompareConfig)
-    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
-    bench: BenchConfig = field(default_factory=BenchConfig)
-    report: ReportConfig = field(default_factory=ReportConfig)
+    base: BaseConfig
+    prepare: PrepareConfig
+    finetune: FinetuneConfig
+    evaluate: EvaluateConfig
+    sensitivity: SensitivityConfig
+    prune: PruneConfig
+    refinetune: RefinetuneConfig
+    compare: CompareConfig
+    quantize: QuantizeConfig
+    bench: BenchConfig
+    report: ReportConfig
 
 
 def params_from_dict(raw: Any) -> Params:
@@ -50,7 +50,7 @@ def params_from_dict(raw: Any) -> Params:
     params = build_section(Params, check_sections(raw), "")
     every_scheme()  # the whole registry, so that every scheme's settings are checked
     for name in params.quantize.settings:  # settings of schemes not listed must be valid too
-        params.quantize.scheme_settings(name)
+        scheme_settings(params.quantize, name)
     return params
 
 
@@ -68,11 +68,4 @@ def main(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main(standalone_mode=False)
-    except PrunequantError as exc:
-        exc.show()
-        sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+    main()  # click prints a PrunequantError (a ClickException) as one line and exits 1

@@ -17,8 +17,9 @@ import pandas as pd
 import torch
 from transformers import TrainerCallback
 
+from prunequant.accelerator import cuda_available
+from prunequant.params.training import FinetuneConfig
 from prunequant.splits import PAIR_COLUMN
-from prunequant.recipe import FinetuneConfig
 from prunequant.training import is_main_process, world_size
 
 COMPLETE = "prunequant-complete"  # written into a checkpoint folder once the Trainer has saved all of it
@@ -113,7 +114,7 @@ class Checkpoints:
     def resume_point(self, cfg: FinetuneConfig, seed: int, max_seq_length: int, frames, models, *,
                      precision: str) -> str | None:
         """The checkpoint this run resumes from (None: from the start); another run's checkpoints are removed."""
-        if world_size() > 1 and not torch.cuda.is_available():
+        if world_size() > 1 and not cuda_available():
             _load_cpu_n_as_cpu()
         resume = resume_point(self.folder, _fingerprint(cfg, seed, max_seq_length, frames, models, precision))
         if resume and is_main_process():

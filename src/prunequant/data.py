@@ -1,6 +1,7 @@
 """Loading a sentence-classification data set and splitting it once for every later stage.
 
-A data set is a table of ``text`` (and, for sentence pairs, ``text_pair``) and ``label`` rows: two or more classes, labels as integers or strings
+A data set is a table of ``text`` (and, for sentence pairs, ``text_pair``) and ``label`` rows: two or more classes,
+labels as integers or strings
 (``pos``/``neg``), mapped once here to ids 0..n-1 in sorted order; the class names go into the prepared data and
 from there into every model's ``id2label``. ``DATASETS`` names the known ones (the task table); any other name
 goes to ``datasets.load_dataset`` (a Hub name, ``name:config``) or is read as a local CSV/Parquet file.
@@ -15,32 +16,7 @@ import numpy as np
 import pandas as pd
 
 from prunequant.errors import PrunequantError, did_you_mean
-from prunequant.params import require
-
-
-@dataclass(frozen=True)
-class PrepareConfig:
-    """How the data set is split into train/validation/test once for every later stage."""
-
-    text_column: str | None = None  # None: the column the data-set table names
-    text_pair_column: str | None = None  # the second sentence of a pair (NLI, paraphrase); None: single sentences
-    label_column: str | None = None
-    validation_size: float = 0.15
-    test_size: float = 0.15
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-
-    def __post_init__(self) -> None:
-        for key in ("validation_size", "test_size"):
-            value = getattr(self, key)
-            require(0 < value < 0.5, f"prepare.{key}", f"must be a fraction in (0, 0.5), got {value}")
-        for key in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, key)
-            require(
-                value is None or value >= 2,
-                f"prepare.{key}",
-                f"must be null (all) or at least 2, got {value}",
-            )
+from prunequant.params.prepare import PrepareConfig
 
 
 @dataclass(frozen=True)

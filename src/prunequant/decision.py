@@ -12,26 +12,7 @@ import numpy as np
 import pandas as pd
 
 from prunequant.bench_table import paired_ratios
-from prunequant.params import require
-from prunequant.quantization import SCHEME_FAMILY
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    """What the report recommends, and how its radar chart scales accuracy."""
-
-    max_accuracy_drop: float = 1.0  # accuracy points a recommended variant may lose against the baseline
-    # The radar maps accuracy in this range onto its axis (SST-2 with BERT: [0.90, 0.94]; Rotten Tomatoes
-    # with MiniLM: [0.76, 0.84]); values outside it are clipped.
-    accuracy_range: tuple[float, ...] = (0.76, 0.84)
-    radar_floor: float = 0.1  # the worst variant on each radar axis sits at this radius (the best at 1)
-
-    def __post_init__(self) -> None:
-        require(self.max_accuracy_drop >= 0, "report.max_accuracy_drop",
-                f"must be >= 0 (accuracy points), got {self.max_accuracy_drop}")
-        require(len(self.accuracy_range) == 2 and 0 <= self.accuracy_range[0] < self.accuracy_range[1] <= 1,
-                "report.accuracy_range", f"must be [low, high] with 0 <= low < high <= 1, got {list(self.accuracy_range)}")
-        require(0 <= self.radar_floor < 1, "report.radar_floor", f"must be in [0, 1), got {self.radar_floor}")
+from prunequant.params.quantize import SCHEME_FAMILY
 
 
 @dataclass(frozen=True)

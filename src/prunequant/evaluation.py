@@ -3,7 +3,6 @@ when there are more than two classes)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,24 +12,7 @@ from scipy.stats import binomtest
 from tqdm.auto import tqdm
 
 from prunequant.errors import PrunequantError
-from prunequant.params import require
 from prunequant.splits import SCORED_SPLITS, forward_inputs
-
-
-@dataclass(frozen=True)
-class EvaluateConfig:
-    """How models are scored."""
-
-    batch_size: int = 64
-    confidence_level: float = 0.95
-
-    def __post_init__(self) -> None:
-        require(self.batch_size >= 1, "evaluate.batch_size", f"must be >= 1, got {self.batch_size}")
-        require(
-            0.5 <= self.confidence_level < 1,
-            "evaluate.confidence_level",
-            f"must be in [0.5, 1), got {self.confidence_level}",
-        )
 
 
 def accuracy_ci(correct: np.ndarray, confidence_level: float = 0.95) -> dict[str, float]:

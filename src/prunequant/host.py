@@ -10,7 +10,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from prunequant.accelerator import cpu_flags
+from prunequant.accelerator import cpu_flags, cpuinfo_field, cuda_available
 
 # The instruction sets INT8 and bf16 kernels differ by (Linux flag names): what a recommendation transfers with.
 ISA_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512 F", "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI",
@@ -26,13 +26,8 @@ def usable_cores() -> int:
 
 
 def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    name = cpuinfo_field(("model name",), cpuinfo)
+    return (platform.processor() or platform.machine()) if name is None else name
 
 
 def available_memory_mb(meminfo: Path = Path("/proc/meminfo")) -> float:
@@ -83,7 +78,7 @@ def machine_info(device: str, threads: int, steal: float | None = None, flags: s
         import torch
 
         info["cuda"] = torch.version.cuda
-        if torch.cuda.is_available():
+        if cuda_available():
             info["gpu"] = torch.cuda.get_device_name(0)
             info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
             info["driver"] = _nvidia_driver()

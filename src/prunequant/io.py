@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
     try:

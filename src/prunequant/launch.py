@@ -9,6 +9,7 @@ import sys
 
 import torch
 
+from prunequant.accelerator import cuda_available
 from prunequant.errors import PrunequantError
 
 
@@ -23,7 +24,7 @@ def relaunch(processes: int, section: str) -> None:
     if "LOCAL_RANK" in os.environ:
         _die_with_launcher()
         return
-    if torch.cuda.is_available() and torch.cuda.device_count() < processes:
+    if cuda_available() and torch.cuda.device_count() < processes:
         raise PrunequantError(
             f"params.yaml: {section}.processes is {processes} but this machine has "
             f"{torch.cuda.device_count()} GPU(s); set {section}.processes <= {torch.cuda.device_count()}"
@@ -34,7 +35,7 @@ def relaunch(processes: int, section: str) -> None:
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "--num_cpu_threads_per_process", str(threads), "--quiet", *sys.argv,
     ]
-    env = os.environ | ({} if torch.cuda.is_available() else {"ACCELERATE_USE_CPU": "true"})
+    env = os.environ | ({} if cuda_available() else {"ACCELERATE_USE_CPU": "true"})
     sys.stdout.flush()
     # The launcher takes this process's place: the process DVC waits on and a user signals is the one that
     # supervises the workers (torchrun stops them on SIGTERM; they die with it on SIGKILL).

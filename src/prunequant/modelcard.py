@@ -79,7 +79,8 @@ def model_card(scheme, settings, evaluation: dict, *, source: str, source_size_m
     if status != "ok":  # what a library cannot build for this model family
         lines += [f"**Not built: {status}.**", ""]
         return "\n".join(lines)
-    ratio = f" ({evaluation['size_mb'] / source_size_mb:.2f}× the FP32 source's {source_size_mb:.1f} MB)" if source_size_mb else ""
+    ratio = (f" ({evaluation['size_mb'] / source_size_mb:.2f}× the FP32 source's {source_size_mb:.1f} MB)"
+             if source_size_mb else "")
     lines += [
         "## Measured",
         "",

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from prunequant.io import save_figure  # noqa: E402
-from prunequant.quantization import SCHEME_FAMILY  # noqa: E402
+from prunequant.params.quantize import SCHEME_FAMILY  # noqa: E402
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 GREY = "#b0b0b0"
@@ -157,7 +157,7 @@ def radar_plot(table: pd.DataFrame, axes: dict[str, str], accuracy_range: tuple[
     angles = np.linspace(0, 2 * np.pi, len(axes), endpoint=False).tolist()
     fig, ax = plt.subplots(figsize=(8.4, 6), subplot_kw={"polar": True})
     markers = source_markers(list(dict.fromkeys(table.source)))
-    styles = {source: style for source, style in zip(markers, ["-", "--", ":", "-."] * 4)}
+    styles = {source: style for source, style in zip(markers, ["-", "--", ":", "-."] * 4, strict=False)}
     for index, row in table.iterrows():
         values = scores.loc[index].tolist()
         ax.plot(angles + angles[:1], values + values[:1], styles[row.source], marker=markers[row.source],

@@ -7,10 +7,10 @@ arguments, which `make exp PROFILE=bert-base-sst2` passes to `dvc exp run`.
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import yaml
 
 from prunequant.errors import PrunequantError, did_you_mean
@@ -63,14 +63,11 @@ def set_args(profile: dict) -> list[str]:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        sys.exit(f"usage: python -m prunequant.profiles <name>; profiles: {', '.join(available())}")
-    try:
-        print(shlex.join(set_args(load_profile(argv[0]))))
-    except PrunequantError as exc:
-        sys.exit(f"error: {exc.format_message()}")
+@click.command(epilog=f"Profiles: {', '.join(available())} (profiles/*.yaml).")
+@click.argument("name")
+def main(name: str) -> None:
+    """Print the `dvc exp run` arguments (-S key=value) that apply profiles/NAME.yaml."""
+    click.echo(shlex.join(set_args(load_profile(name))))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from prunequant import plots
-from prunequant.bench_table import depth_section, summary_table
+from prunequant.bench_table import bench_summary_table, depth_section, spread_text
 from prunequant.decision import ALPHA, Choice, fmt_cost, recommend
 from prunequant.host import machine_summary
 from prunequant.io import write_text
@@ -102,8 +102,8 @@ def results_markdown(table: pd.DataFrame, confidence_level: float) -> str:
     def latency(row):
         if pd.isna(row.cpu_ms):
             return "N/A"
-        best, worst = getattr(row, "cpu_ms_best", float("nan")), getattr(row, "cpu_ms_worst", float("nan"))
-        spread = "" if pd.isna(worst) or worst == best else f"{best:.3f}-{worst:.3f}, "
+        best, worst = row.cpu_ms_best, row.cpu_ms_worst  # both the p50 where no rounds were recorded
+        spread = "" if worst == best else f"{spread_text(best, worst)}, "
         return f"{row.cpu_ms:.3f} ({spread}{row.cpu_runtime})"
 
     def validation(row):
@@ -116,19 +116,20 @@ def results_markdown(table: pd.DataFrame, confidence_level: float) -> str:
         return text
 
     level = f"{100 * confidence_level:g}% CI"
-    lines = [f"| variant | layers | size (MB) | accuracy on GPU % [{level}] | latency on GPU (ms) | peak GPU memory (MB) "
-             f"| accuracy on CPU % [{level}] | latency on CPU (ms, median of rounds; best-worst round) "
-             f"| peak CPU memory (MB) | Δ pts vs baseline (McNemar) | validation % (Δ pts vs its FP32 source, "
-             f"McNemar: what the recommendation reads) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    header = ["variant", "layers", "size (MB)", f"accuracy on GPU % [{level}]", "latency on GPU (ms)",
+              "peak GPU memory (MB)", f"accuracy on CPU % [{level}]",
+              "latency on CPU (ms, median of rounds; best-worst round)", "peak CPU memory (MB)",
+              "Δ pts vs baseline (McNemar)",
+              "validation % (Δ pts vs its FP32 source, McNemar: what the recommendation reads)"]
     measured = table.accuracy.notna() | table.cpu_ms.notna() | table.gpu_ms.notna()
+    rows = []
     for row in table[measured].itertuples(index=False):
         gpu_ms = "N/A" if pd.isna(row.gpu_ms) else f"{row.gpu_ms:.3f} ({row.gpu_runtime})"
-        lines.append(
-            f"| {row.label} | {row.layers} | {num(row.size_mb, '.1f')} | {accuracy(row, 'cuda')} | {gpu_ms} "
-            f"| {num(row.gpu_mem_mb, '.0f')} | {accuracy(row, 'cpu')} | {latency(row)} "
-            f"| {num(row.cpu_mem_mb, '.0f')} | {verdict(row)} | {validation(row)} |"
-        )
+        rows.append([row.label, str(row.layers), num(row.size_mb, ".1f"), accuracy(row, "cuda"), gpu_ms,
+                     num(row.gpu_mem_mb, ".0f"), accuracy(row, "cpu"), latency(row), num(row.cpu_mem_mb, ".0f"),
+                     verdict(row), validation(row)])
+    lines = [pd.DataFrame(rows, columns=header).to_markdown(
+        index=False, disable_numparse=True, colalign=("left",) + ("right",) * 8 + ("left",) * 2)]
     elsewhere = table[measured & table.accuracy.notna() & (table.measured_on != table.device)]
     if len(elsewhere):
         kernels = ", ".join(sorted(set(elsewhere.kernels.dropna())))
@@ -189,9 +190,7 @@ def estimators_markdown(frame: pd.DataFrame, prune) -> list[str]:
         f"(hence the p-values). In use: {in_use}; `make compare-strategies` measures each strategy's accuracy after "
         "re-finetuning (`metrics/strategies.csv`).",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(r) + " |" for r in rows),
+        pd.DataFrame(rows, columns=header).to_markdown(index=False, disable_numparse=True),
         "",
     ]
 
@@ -230,7 +229,8 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params, stud
                 variant=lambda t: t.variant + " (" + t.runtime + ")").drop(columns="runtime").to_csv(index=False))
             images.append((f"{device.upper()} latency vs {what}", f"figures/{stem}.png"))
     for column, label, stem in (("cpu_ms", f"CPU latency p50, batch 1 x {short[1]} tokens (ms)", "pareto_cpu_latency"),
-                                ("gpu_ms", f"GPU latency p50, batch 1 x {gpu_short[1]} tokens (ms)", "pareto_gpu_latency"),
+                                ("gpu_ms", f"GPU latency p50, batch 1 x {gpu_short[1]} tokens (ms)",
+                                 "pareto_gpu_latency"),
                                 ("size_mb", "size on disk (MB)", "pareto_size")):
         data = table.dropna(subset=[column, "accuracy"])
         if data.empty:
@@ -311,7 +311,7 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params, stud
     shapes = shapes[shapes.weights == "random"].dropna(subset=["latency_ms_p50"])
     if len(shapes):
         text += ["## Architecture shapes with random weights (latency only)", "",
-                 summary_table(shapes, short=short, long=(1, int(shapes.seq_len.max())), wide=wide), ""]
+                 bench_summary_table(shapes, short=short, long=(1, int(shapes.seq_len.max())), wide=wide), ""]
     write_text(out / "report.md", "\n".join(text) + "\n")
     return choices
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from prunequant.errors import PrunequantError
-from prunequant.quantization import SCHEME_FAMILY
+from prunequant.params.quantize import SCHEME_FAMILY
 from prunequant.splits import SCORED_SPLITS, SPLITS
 
 RESULT_COLUMNS = [
@@ -48,7 +48,8 @@ def evaluation_rows(evaluation: dict) -> list[dict]:
     if missing:
         raise PrunequantError(f"evaluation metrics lack {', '.join(missing)}; rerun `dvc repro evaluate`")
     description = {key: evaluation[key] for key in _DESCRIPTION_KEYS}
-    description |= {key: evaluation.get(key) for key in ("reference", "measured_on", "kernels", "eval_batch", "artifact_md5")}
+    description |= {key: evaluation.get(key)
+                    for key in ("reference", "measured_on", "kernels", "eval_batch", "artifact_md5")}
     if evaluation["status"] != "ok":  # e.g. "n/a: needs CUDA": a row per split, with no figures
         return [{**description, "split": split} for split in SCORED_SPLITS]
     rows = []
@@ -118,7 +119,8 @@ def markdown_table(results: pd.DataFrame, confidence_level: float = 0.95) -> str
     )
     shown["paired test (McNemar)"] = [
         "" if pd.isna(v) else f"vs {r}: {100 * d:+.2f} pts, p={p:.2g}, {v}"
-        for r, d, p, v in zip(results.reference, results.accuracy_delta, results.mcnemar_p, results.verdict, strict=True)
+        for r, d, p, v in zip(results.reference, results.accuracy_delta, results.mcnemar_p, results.verdict,
+                              strict=True)
     ]
     multi_class = _has_macro_f1(results)
     if multi_class:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -22,22 +21,10 @@ import torch
 from tqdm.auto import tqdm
 
 from prunequant.evaluation import accuracy_ci
-from prunequant.splits import forward_inputs
 from prunequant.io import save_figure
-from prunequant.params import require_choice
-from prunequant.pruning import POOLINGS, angular_blocks, importance_order, layer_count, layers_skipped, layers_to_drop
-
-SENSITIVITY_METHODS = ("ablation", "iterative")
-
-
-@dataclass(frozen=True)
-class SensitivityConfig:
-    """How layer importance is measured on the validation split."""
-
-    method: str = "ablation"  # ablation: skip each layer alone; iterative: greedy, re-measured
-
-    def __post_init__(self) -> None:
-        require_choice(self.method, SENSITIVITY_METHODS, "sensitivity.method")
+from prunequant.params.prune import POOLINGS
+from prunequant.pruning import layer_count, layers_skipped
+from prunequant.splits import forward_inputs
 
 SENSITIVITY_COLUMNS = ["layer", "accuracy", "accuracy_drop", "ci_low", "ci_high", "removal_order"]
 ESTIMATOR_COLUMNS = [f"{name}_{pooling}" for name in ("block_influence", "angular") for pooling in POOLINGS]
@@ -122,7 +109,8 @@ def hidden_state_distances(model, tokenizer, texts: list, *, batch_size: int, ma
                           max_length=max_seq_length, padding=True, return_tensors="pt")
         out = model(**forward_inputs(model, batch), output_hidden_states=True)
         states = torch.nn.functional.normalize(torch.stack(out.hidden_states).float(), dim=-1)  # (L+1, B, T, H)
-        tokens = {"mean": batch["attention_mask"].bool(), "cls": torch.zeros_like(batch["attention_mask"], dtype=torch.bool)}
+        tokens = {"mean": batch["attention_mask"].bool(),
+                  "cls": torch.zeros_like(batch["attention_mask"], dtype=torch.bool)}
         tokens["cls"][:, 0] = True
         for pooling, mask in tokens.items():
             picked = states[:, mask]  # (L+1, N, H)
@@ -176,43 +164,15 @@ def plot_sensitivity(table: pd.DataFrame, reference: float, path, *, title: str)
     # drop = reference - accuracy, so the accuracy's upper bound is the drop's lower one.
     err = 100 * np.vstack([table["ci_high"] - table["accuracy"], table["accuracy"] - table["ci_low"]])
     fig, ax = plt.subplots(figsize=(max(5.5, 0.6 * len(table) + 2.5), 4.2))
-    labels = [f"{int(layer)}\n#{int(order) + 1}" for layer, order in zip(table["layer"], table["removal_order"], strict=True)]
+    labels = [f"{int(layer)}\n#{int(order) + 1}"
+              for layer, order in zip(table["layer"], table["removal_order"], strict=True)]
     ax.bar(labels, drop_pts, yerr=err, capsize=4, color="#1f77b4")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xlabel("layer skipped (0 = next to the embeddings); #k: k-th to be pruned")
     ax.set_ylabel("validation accuracy drop (points)")
-    ax.set_title(f"{title}\nfull model {100 * reference:.2f}% validation accuracy; error bars: 95% CI of each accuracy", fontsize=10)
+    ax.set_title(f"{title}\nfull model {100 * reference:.2f}% validation accuracy; error bars: 95% CI of each accuracy",
+                 fontsize=10)
     ax.margins(y=0.15)
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
     plt.close(fig)
-
-
-def estimator_comparison(table: pd.DataFrame, blocks: pd.DataFrame, seconds: dict, keep_layers) -> pd.DataFrame:
-    """One row per way of ranking layers: the sensitivity stage's skip-and-rescore ranking, then each label-free
-    estimator under each pooling, with the seconds it took (``seconds``: :func:`measure`'s), its Spearman rank correlation with the skip-and-rescore
-    ranking (``removal_order``, the order the sensitivity strategy prunes in) and the layers it drops for each
-    entry of ``keep_layers``."""
-    from scipy.stats import spearmanr
-
-    total = len(table)
-    keep_layers = [k for k in keep_layers if 0 < k < total]
-    truth = table["removal_order"].to_numpy(float)
-    rows = [{"estimator": "skip and re-score", "strategy": "sensitivity", "pooling": "", "labels": "yes",
-             "seconds": float(seconds["ablation_seconds"]), "spearman": 1.0, "p_value": 0.0,
-             **{keep: layers_to_drop("sensitivity", total, keep, importance_order=importance_order(table))
-                for keep in keep_layers}}]
-    for name, strategy in (("block influence", "block-influence"), ("angular distance", "angular")):
-        for pooling in POOLINGS:
-            column = f"{strategy.replace('-', '_')}_{pooling}"
-            rho, p_value = spearmanr(table[column], truth)
-            ranked = importance_order(table, strategy, pooling) if strategy == "block-influence" else None
-            closest = angular_blocks(blocks, pooling) if strategy == "angular" else None
-            drops = {keep: layers_to_drop(strategy, total, keep, importance_order=ranked, blocks=closest)
-                     for keep in keep_layers}
-            rows.append({"estimator": name, "strategy": strategy, "pooling": pooling, "labels": "no",
-                         "seconds": float(seconds["hidden_states_seconds"]), "spearman": float(rho),
-                         "p_value": float(p_value), **drops})
-    frame = pd.DataFrame(rows)
-    frame.attrs["layers"] = total
-    return frame

@@ -6,8 +6,8 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from contextlib import contextmanager
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 

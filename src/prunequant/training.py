@@ -25,9 +25,9 @@ from transformers import (
     TrainingArguments,
 )
 
-from prunequant.accelerator import training_precision
+from prunequant.accelerator import cuda_available, training_precision
 from prunequant.errors import PrunequantError
-from prunequant.recipe import FinetuneConfig, RefinetuneConfig
+from prunequant.params.training import FinetuneConfig, RefinetuneConfig
 from prunequant.splits import PAIR_COLUMN, forward_inputs
 
 
@@ -287,7 +287,7 @@ def finetune(
         report_to="none",
         seed=seed,
         data_seed=seed,
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=not cuda_available(),
         bf16=precision == "bf16",  # mixed precision: FP32 weights, autocast compute (fp16 with loss scaling)
         fp16=precision == "fp16",
         dataloader_num_workers=0,

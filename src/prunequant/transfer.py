@@ -54,7 +54,8 @@ def _texts(name: str) -> pd.Series:
     return pd.concat([frame[column].astype(str) for frame in raw.values()], ignore_index=True)
 
 
-def build_transfer(name: str | None, prepared: dict[str, pd.DataFrame], samples: int, seed: int) -> tuple[pd.DataFrame, dict]:
+def build_transfer(name: str | None, prepared: dict[str, pd.DataFrame], samples: int,
+                   seed: int) -> tuple[pd.DataFrame, dict]:
     """Up to ``samples`` sentences of the data set ``name`` (a ``text`` frame) that occur nowhere in ``prepared``
     (the prepared splits), and a summary of how many were found and left out."""
     if name is None:

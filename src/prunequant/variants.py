@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prunequant.bench_table import COLUMNS, rounds_of
+from prunequant.bench_table import COLUMNS, rounds_of, with_round_spread
 
 
 def bench_source(frame: pd.DataFrame) -> pd.Series:
@@ -86,8 +86,9 @@ def variant_table(results: pd.DataFrame, cpu: pd.DataFrame, gpu: pd.DataFrame, s
     table.loc[is_baseline, "val_baseline_delta"] = 0.0
     table["label"] = [s if p == "fp32" else f"{s}-{p}" for s, p in zip(table.source, table.precision, strict=True)]
     for device, frame, point in (("cpu", cpu, short), ("gpu", gpu, gpu_short or short)):
-        fast = fastest_runtimes(frame, point)[["source", "precision", "runtime", "latency_ms_p50", "latency_ms_best",
-                                       "latency_ms_worst", "rounds", "paired", "rank", "e2e_ms_p50", "peak_mem_mb"]]
+        fast = fastest_runtimes(with_round_spread(frame), point)[[
+            "source", "precision", "runtime", "latency_ms_p50", "latency_ms_best", "latency_ms_worst", "rounds",
+            "paired", "rank", "e2e_ms_p50", "peak_mem_mb"]]
         fast = fast.rename(columns={"runtime": f"{device}_runtime", "latency_ms_p50": f"{device}_ms",
                                     "latency_ms_best": f"{device}_ms_best", "latency_ms_worst": f"{device}_ms_worst",
                                     "rounds": f"{device}_rounds", "paired": f"{device}_paired",

@@ -6,7 +6,8 @@ stage script. A default pipeline runs about 60 stages, one process each; importi
   and checks), so every child imports the stage's code from the files as they are now, as a cold process would.
   The child takes the stage's argv, working directory, environment, umask, ``sys.path`` and stdin/stdout/stderr.
 - One server per (interpreter, environment, installed packages, this file): a change of any starts another. It
-  exits after :data:`IDLE_S` seconds without a stage (``PRUNEQUANT_WARM_IDLE_S``, default 120). The first stage of a run starts it and runs cold itself.
+  exits after :data:`IDLE_S` seconds without a stage (``PRUNEQUANT_WARM_IDLE_S``, default 120). The first stage of a
+  run starts it and runs cold itself.
 - Ctrl-C and ``kill`` reach the child (the stage's process forwards them); a stage process that dies kills its
   child. Anything wrong before the child starts and the stage runs cold, as without a server.
 - ``PRUNEQUANT_WARM=0`` turns it off (the tests do, but for their own tests of it).
@@ -123,13 +124,13 @@ def hand_off() -> None:
                        "umask": _umask()}
             _send(conn, request, [0, 1, 2])
             child = _recv(conn)[0]["pid"]
-        except (OSError, ValueError, ConnectionError):
+        except (OSError, ValueError):
             return  # the server is going away: run cold
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda signum, _frame: os.kill(child, signum))
         try:
             status = _recv(conn)[0]["status"]
-        except (OSError, ValueError, ConnectionError):
+        except (OSError, ValueError):
             print("error: the warm stage server stopped during the stage; rerun (PRUNEQUANT_WARM=0 runs stages "
                   "without it)", file=sys.stderr)
             status = 1
@@ -168,7 +169,7 @@ def _run_child(request: dict, fds: list[int], listener: socket.socket, conn: soc
     try:
         listener.close()
         conn.close()
-        for fd, target in zip(fds, (0, 1, 2)):
+        for fd, target in zip(fds, (0, 1, 2), strict=False):  # the client sends its 0, 1, 2
             os.dup2(fd, target)
             os.close(fd)
         os.chdir(request["cwd"])
@@ -257,7 +258,7 @@ def serve() -> None:
                     conn, _ = listener.accept()
                     try:
                         request, fds = _recv(conn, with_fds=3)
-                    except (OSError, ValueError, ConnectionError):
+                    except (OSError, ValueError):
                         conn.close()
                         continue
                     pid = os.fork()

@@ -25,27 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prunequant import accelerator
 from prunequant.clock import phase
-from prunequant.errors import PrunequantError, did_you_mean
+from prunequant.errors import PrunequantError
 from prunequant.params import build_section
-from prunequant.params import require as require_param
+from prunequant.params.quantize import FAMILIES, SCHEME_FAMILY, QuantizeConfig, check_scheme_name
 
 MANIFEST = "prunequant.json"
 DEVICES = ("cpu", "cuda")
-
-# family -> its module in this package; each family is one pair of quantize stages in dvc.yaml
-FAMILIES = {"torch": "torch_schemes", "qat": "qat", "onnx": "onnx_schemes", "openvino": "openvino_schemes",
-            "gpu": "gpu_schemes"}
-# Every scheme, in the order of tables, and its family (tests check each family registers exactly these).
-SCHEME_FAMILY = {
-    "fp32": "torch", "bf16": "torch", "int8-dynamic": "torch",
-    "int8-qat": "qat",
-    "onnx-fp32": "onnx", "onnx-int8-dynamic": "onnx", "onnx-int8-static": "onnx", "onnx-int4-weight": "onnx",
-    "openvino-fp32": "openvino", "openvino-int8-static": "openvino",
-    "fp16": "gpu", "bnb-int8": "gpu", "bnb-nf4": "gpu", "bnb-fp4": "gpu", "torchao-int8-weight": "gpu",
-    "torchao-int4-weight": "gpu", "fp8": "gpu",
-}
-
 
 @dataclass(frozen=True)
 class NoSettings:
@@ -118,16 +105,6 @@ def register(scheme: Scheme) -> Scheme:
     return scheme
 
 
-def check_scheme_name(name: str, key: str = "quantize.schemes") -> str:
-    """``name`` if it is a known scheme; else a one-line error naming the params key."""
-    if name not in SCHEME_FAMILY:
-        raise PrunequantError(
-            f"params.yaml: {key} has unknown scheme {name!r}{did_you_mean(name, SCHEME_FAMILY)}; "
-            f"known schemes: {', '.join(SCHEME_FAMILY)}"
-        )
-    return name
-
-
 def get_scheme(name: str, key: str = "quantize.schemes") -> Scheme:
     """The registered scheme ``name``, importing its family's module (and no other) on first use."""
     family = SCHEME_FAMILY[check_scheme_name(name, key)]
@@ -135,28 +112,14 @@ def get_scheme(name: str, key: str = "quantize.schemes") -> Scheme:
     return SCHEMES[name]
 
 
-class SettingError(PrunequantError):
-    """Raised by a settings dataclass; parse_settings prefixes the params key."""
-
-
-def require(ok: bool, field: str, message: str) -> None:
-    """For settings dataclasses' ``__post_init__``: a one-line error about one field."""
-    if not ok:
-        raise SettingError(f"{field} {message}")
-
-
 def parse_settings(scheme: Scheme, raw: Any, key: str) -> Any:
     """Validate ``quantize.settings.<scheme>`` into the scheme's settings dataclass."""
-    try:
-        return build_section(scheme.settings, raw, key)
-    except SettingError as exc:
-        raise PrunequantError(f"params.yaml: {key}.{exc.format_message()}") from None
+    return build_section(scheme.settings, raw, key)
 
 
 def cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+    """Whether torch sees a CUDA device here (:func:`prunequant.accelerator.cuda_available`; tests replace this one)."""
+    return accelerator.cuda_available()
 
 
 def not_available_reason(scheme: Scheme) -> str | None:
@@ -251,52 +214,6 @@ def load_artifact(folder: str | os.PathLike):
     return model, tokenizer, scheme
 
 
-@dataclass(frozen=True)
-class QuantizeConfig:
-    """Which schemes quantize the baseline and every pruned model (listed by family), and each scheme's knobs.
-
-    ``schemes`` maps each family of ``FAMILIES`` to the names it builds (``dvc.yaml`` fans out one pair of
-    stages per family over that list); each stage reads its own ``settings.<scheme>`` entry, so a change
-    there reruns only that scheme's stages. Settings are parsed by the scheme's own dataclass when used
-    (:meth:`scheme_settings`); ``python -m prunequant.check`` parses all of them.
-    """
-
-    schemes: dict = dataclasses.field(default_factory=lambda: {family: [] for family in FAMILIES})
-    settings: dict = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        seen: set[str] = set()
-        for family in self.schemes:
-            require_param(family in FAMILIES, "quantize.schemes", f"has unknown family {family!r}"
-                          f"{did_you_mean(family, FAMILIES)}; the families are {', '.join(FAMILIES)}")
-        for family in FAMILIES:
-            require_param(family in self.schemes, "quantize.schemes",
-                          f"has no {family!r} list; add `{family}: []` (or its schemes)")
-            names = self.schemes[family]
-            key = f"quantize.schemes.{family}"
-            require_param(isinstance(names, list | tuple), key, f"must be a list of scheme names, got {names!r}")
-            for i, name in enumerate(names):
-                require_param(isinstance(name, str), f"{key}[{i}]", f"must be a scheme name, got {name!r}")
-                check_scheme_name(name, f"{key}[{i}]")
-                require_param(name != "fp32", f"{key}[{i}]",
-                              "is fp32: the models themselves, scored by the evaluate stages; remove it")
-                require_param(SCHEME_FAMILY[name] == family, f"{key}[{i}]",
-                              f"is {name!r}, a scheme of the {SCHEME_FAMILY[name]!r} family; "
-                              f"move it to quantize.schemes.{SCHEME_FAMILY[name]}")
-                require_param(name not in seen, key, f"lists {name!r} twice")
-                seen.add(name)
-        for name in self.names:  # dvc.yaml makes each stage depend on quantize.settings.<scheme>: it must exist
-            require_param(name in self.settings, "quantize.settings",
-                          f"has no entry for {name!r}; add `{name}: {{}}` (or its settings) under quantize.settings")
-        for name in self.settings:
-            check_scheme_name(name, "quantize.settings")
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Every listed scheme, in table order."""
-        listed = {name for names in self.schemes.values() for name in names}
-        return tuple(name for name in SCHEME_FAMILY if name in listed)
-
-    def scheme_settings(self, name: str):
-        """The validated settings dataclass of scheme ``name`` (imports its family)."""
-        return parse_settings(get_scheme(name), self.settings.get(name), f"quantize.settings.{name}")
+def scheme_settings(config: QuantizeConfig, name: str):
+    """The validated settings dataclass of scheme ``name`` from ``quantize.settings`` (imports its family)."""
+    return parse_settings(get_scheme(name), config.settings.get(name), f"quantize.settings.{name}")

@@ -4,8 +4,8 @@ For code that handles all schemes at once (benchmarks, the whole-file params che
 imports only its own scheme's family through ``get_scheme``.
 """
 
+from prunequant.params.quantize import SCHEME_FAMILY
 from prunequant.quantization import (  # noqa: F401
-    SCHEME_FAMILY,
     SCHEMES,
     Scheme,
     gpu_schemes,

@@ -12,13 +12,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from prunequant.params import Section, knob, require
 from prunequant.quantization import (
     PRUNEQUANT_LOAD,
     BuildContext,
     NoSettings,
     Scheme,
+    cuda_available,
     register,
-    require,
 )
 from prunequant.quantization.torch_schemes import HF_LOAD, cast_builder, cast_loader
 
@@ -33,9 +34,7 @@ _HEAD_NOTE = (
 
 
 def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if cuda_available() else "cpu"
 
 
 def _save_tokenizer(source: Path, out: Path) -> None:
@@ -62,15 +61,11 @@ register(Scheme(
 # ---- bitsandbytes -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Bnb4bitSettings:
+class Bnb4bitSettings(Section):
     """Knobs of bnb-nf4 / bnb-fp4."""
 
-    double_quant: bool = True  # quantize the block scales too (about 0.4 bits per weight saved)
-    compute_dtype: str = "float16"  # dtype of the matmuls after dequantization: float16 or bfloat16
-
-    def __post_init__(self) -> None:
-        require(self.compute_dtype in ("float16", "bfloat16"), "compute_dtype",
-                f"is {self.compute_dtype!r}; choose float16 or bfloat16")
+    double_quant: bool = knob()  # quantize the block scales too (about 0.4 bits per weight saved)
+    compute_dtype: str = knob(choices=("float16", "bfloat16"))  # dtype of the matmuls after dequantization
 
 
 def _bnb_config(kind: str, settings):
@@ -143,13 +138,15 @@ TORCHAO_METADATA_KEY = "torchao"
 # ---- torchao ----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class TorchaoInt4Settings:
+class TorchaoInt4Settings(Section):
     """Knobs of torchao-int4-weight."""
 
-    group_size: int = 128  # weights sharing one scale (32, 64, 128 or 256)
+    group_size: int = knob()  # weights sharing one scale (32, 64, 128 or 256)
 
     def __post_init__(self) -> None:
-        require(self.group_size in (32, 64, 128, 256), "group_size", f"must be 32, 64, 128 or 256, got {self.group_size}")
+        super().__post_init__()
+        require(self.group_size in (32, 64, 128, 256), "group_size",
+                f"must be 32, 64, 128 or 256, got {self.group_size}")
 
 
 def _torchao_config(name: str, settings):
@@ -242,7 +239,8 @@ def _torchao_loader(name: str):
 
 for _name, _settings, _summary in (
     ("torchao-int8-weight", NoSettings, "torchao INT8 weight-only (per-row scales), bfloat16 activations"),
-    ("torchao-int4-weight", TorchaoInt4Settings, "torchao INT4 weight-only (grouped scales, tinygemm), bfloat16 activations"),
+    ("torchao-int4-weight", TorchaoInt4Settings,
+     "torchao INT4 weight-only (grouped scales, tinygemm), bfloat16 activations"),
     ("fp8", NoSettings, "torchao FP8 (e4m3) weights and dynamic per-row FP8 activations (Ada, Hopper or newer)"),
 ):
     register(Scheme(

@@ -13,7 +13,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from prunequant.quantization import BuildContext, Scheme, register, require
+from prunequant.params import Section, knob, require
+from prunequant.quantization import BuildContext, Scheme, register
 
 ONNX_FILE = "model.onnx"
 CPU_TARGETS = ("avx512_vnni", "avx512", "avx2", "arm64")  # optimum AutoQuantizationConfig presets
@@ -64,12 +65,13 @@ def _load(folder: Path, settings):
 # ---- onnx-fp32 ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class OnnxFp32Settings:
+class OnnxFp32Settings(Section):
     """Knobs of onnx-fp32."""
 
-    optimization_level: int = 2  # optimum/ORT: 1 basic, 2 extended (fused attention, GELU, LayerNorm), 99 all
+    optimization_level: int = knob()  # optimum/ORT: 1 basic, 2 extended (fused attention, GELU, LayerNorm), 99 all
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(self.optimization_level in (1, 2, 99), "optimization_level", f"must be 1, 2 or 99, got "
                 f"{self.optimization_level}")
 
@@ -104,31 +106,19 @@ register(Scheme(
 # ---- onnx-int8-dynamic / onnx-int8-static ------------------------------------------------------------
 
 @dataclass(frozen=True)
-class OnnxInt8DynamicSettings:
+class OnnxInt8DynamicSettings(Section):
     """Knobs of onnx-int8-dynamic."""
 
-    target: str = "avx512_vnni"  # optimum's preset for the deployment CPU: avx512_vnni, avx512, avx2, arm64
-    per_channel: bool = True  # one scale per output row of each weight
-
-    def __post_init__(self) -> None:
-        require(self.target in CPU_TARGETS, "target", f"is {self.target!r}; choose one of {', '.join(CPU_TARGETS)}")
+    target: str = knob(choices=CPU_TARGETS)  # optimum's preset for the deployment CPU
+    per_channel: bool = knob()  # one scale per output row of each weight
 
 
 @dataclass(frozen=True)
 class OnnxInt8StaticSettings(OnnxInt8DynamicSettings):
     """Knobs of onnx-int8-static: activation ranges calibrated once on training sentences."""
 
-    calibration_samples: int = 256  # training sentences run through the model to fix activation ranges
-    calibration_method: str = "percentiles"  # minmax, or percentiles (ignores the rarest outliers)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(self.calibration_samples >= 1, "calibration_samples", f"must be >= 1, got {self.calibration_samples}")
-        require(
-            self.calibration_method in CALIBRATION_METHODS,
-            "calibration_method",
-            f"is {self.calibration_method!r}; choose one of {', '.join(CALIBRATION_METHODS)}",
-        )
+    calibration_samples: int = knob(ge=1)  # training sentences run through the model to fix activation ranges
+    calibration_method: str = knob(choices=CALIBRATION_METHODS)  # percentiles ignores the rarest outliers
 
 
 # Static INT8 quantizes the weight-bearing ops only: calibrating every Add would include the attention
@@ -223,13 +213,14 @@ register(Scheme(
 # ---- onnx-int4-weight --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class OnnxInt4Settings:
+class OnnxInt4Settings(Section):
     """Knobs of onnx-int4-weight (ONNX Runtime's MatMulNBits and GatherBlockQuantized)."""
 
-    block_size: int = 32  # weights sharing one scale; smaller is more accurate and a little larger
-    quantize_embeddings: bool = True  # 4-bit embedding tables (GatherBlockQuantized)
+    block_size: int = knob()  # weights sharing one scale; smaller is more accurate and a little larger
+    quantize_embeddings: bool = knob()  # 4-bit embedding tables (GatherBlockQuantized)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(
             self.block_size >= 16 and self.block_size & (self.block_size - 1) == 0,
             "block_size",

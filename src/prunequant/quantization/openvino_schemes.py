@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from prunequant.quantization import BuildContext, Scheme, read_manifest, register, require
+from prunequant.params import Section, knob
+from prunequant.quantization import BuildContext, Scheme, read_manifest, register
 
 OV_FILE = "openvino_model.xml"
 PRECISIONS = ("f32", "bf16")
@@ -24,25 +25,17 @@ tokenizer = AutoTokenizer.from_pretrained("{folder}")"""
 
 
 @dataclass(frozen=True)
-class OpenVinoFp32Settings:
+class OpenVinoFp32Settings(Section):
     """Knobs of openvino-fp32."""
 
-    inference_precision: str = "f32"  # f32, or bf16 (OpenVINO's default on CPUs with AMX / AVX-512 BF16)
-
-    def __post_init__(self) -> None:
-        require(self.inference_precision in PRECISIONS, "inference_precision",
-                f"is {self.inference_precision!r}; choose one of {', '.join(PRECISIONS)}")
+    inference_precision: str = knob(choices=PRECISIONS)  # bf16: OpenVINO's default on CPUs with AMX / AVX-512 BF16
 
 
 @dataclass(frozen=True)
 class OpenVinoInt8StaticSettings(OpenVinoFp32Settings):
     """Knobs of openvino-int8-static."""
 
-    calibration_samples: int = 300  # training sentences NNCF runs to collect activation statistics
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(self.calibration_samples >= 1, "calibration_samples", f"must be >= 1, got {self.calibration_samples}")
+    calibration_samples: int = knob(ge=1)  # training sentences NNCF runs to collect activation statistics
 
 
 def ov_config(folder: Path, threads: int | None = None) -> dict:

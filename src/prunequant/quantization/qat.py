@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prunequant.accelerator import PRECISIONS, training_precision
+from prunequant.params import Section, knob
 from prunequant.quantization import (
     PRUNEQUANT_LOAD,
     BuildContext,
     Scheme,
     register,
-    require,
 )
 from prunequant.quantization.torch_schemes import (
     Int8DynamicSettings,
@@ -29,25 +29,23 @@ from prunequant.quantization.torch_schemes import (
 
 
 @dataclass(frozen=True)
-class QatSettings:
+class QatSettings(Section):
     """Knobs of int8-qat."""
 
-    epochs: float = 1.0
-    learning_rate: float = 1e-5  # small: the model is already trained; QAT only adapts it to rounding
-    batch_size: int = 32
-    train_samples: int = 1024  # the first N training sentences (0: all of them)
-    distill_alpha: float = 0.5  # weight of the FP32 source's soft logits; 1 - alpha goes to the labels
-    quantize_embeddings: bool = True  # 8-bit embedding tables in the saved artifact, as int8-dynamic
-    precision: str = "auto"  # of the training compute, as finetune.precision (auto: bf16 where native)
+    epochs: float = knob(gt=0)
+    learning_rate: float = knob(gt=0, lt=1)  # small: the model is already trained; QAT only adapts it to rounding
+    batch_size: int = knob(ge=1)
+    train_samples: int = knob(ge=0, note="0: all")  # the first N training sentences
+    distill_alpha: float = knob(ge=0, le=1)  # weight of the FP32 source's soft logits; 1 - alpha goes to the labels
+    quantize_embeddings: bool = knob()  # 8-bit embedding tables in the saved artifact, as int8-dynamic
+    precision: str = knob(choices=PRECISIONS)  # of the training compute, as finetune.precision
 
-    def __post_init__(self) -> None:
-        require(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
-        require(0 < self.learning_rate < 1, "learning_rate", f"must be in (0, 1), got {self.learning_rate}")
-        require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
-        require(self.train_samples >= 0, "train_samples", f"must be >= 0 (0: all), got {self.train_samples}")
-        require(0 <= self.distill_alpha <= 1, "distill_alpha", f"must be in [0, 1], got {self.distill_alpha}")
-        require(self.precision in PRECISIONS, "precision",
-                f"is {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+
+# The rest of the QAT run's recipe, fixed: the usual fine-tuning schedule, logits-only distillation, no checkpoints
+# (a short run), one process, no transfer set.
+QAT_RECIPE = {"weight_decay": 0.01, "warmup_ratio": 0.1, "logging_steps": 50, "checkpoint_steps": 0, "processes": 1,
+              "group_by_length": True, "temperature": 2.0, "hidden_weight": 0.0, "hidden_layers": (), "transfer": None,
+              "transfer_samples": 1}
 
 
 def _linear_filter(module, fqn: str) -> bool:
@@ -79,8 +77,8 @@ def _build(source: Path, out: Path, settings: QatSettings, context: BuildContext
 
     from prunequant.errors import PrunequantError
     from prunequant.modeling import load_classifier, load_tokenizer
+    from prunequant.params.training import RefinetuneConfig
     from prunequant.splits import inputs_frame
-    from prunequant.recipe import RefinetuneConfig
     from prunequant.training import finetune
 
     count = settings.train_samples or len(context.train_texts)
@@ -93,7 +91,7 @@ def _build(source: Path, out: Path, settings: QatSettings, context: BuildContext
     precision, _ = training_precision(settings.precision, "quantize.settings.int8-qat.precision")  # errors name it
     recipe = RefinetuneConfig(
         epochs=settings.epochs, learning_rate=settings.learning_rate, batch_size=settings.batch_size,
-        logging_steps=50, distill=settings.distill_alpha > 0, alpha=settings.distill_alpha, precision=precision,
+        distill=settings.distill_alpha > 0, alpha=settings.distill_alpha, precision=precision, **QAT_RECIPE,
     )
     # No evaluation after the epoch: the stage scores the converted model on validation and test afterwards.
     finetune(model, tokenizer, train, None, recipe, seed=context.seed, max_seq_length=context.max_seq_length,

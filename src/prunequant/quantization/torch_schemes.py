@@ -12,11 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from prunequant.params import Section, knob
 from prunequant.quantization import (
     PRUNEQUANT_LOAD,
     BuildContext,
     NoSettings,
     Scheme,
+    cuda_available,
     register,
 )
 
@@ -56,7 +58,7 @@ def cast_loader(dtype_name: str, device: str | None):
         model = AutoModelForSequenceClassification.from_pretrained(
             folder, dtype=getattr(torch, dtype_name), use_safetensors=True
         )
-        where = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        where = device or ("cuda" if cuda_available() else "cpu")
         return model.to(where).eval(), AutoTokenizer.from_pretrained(folder)
 
     return load
@@ -96,10 +98,10 @@ _WEIGHT_SUFFIXES = (".int8", ".scales", ".zero_points")
 
 
 @dataclass(frozen=True)
-class Int8DynamicSettings:
+class Int8DynamicSettings(Section):
     """Knobs of int8-dynamic."""
 
-    quantize_embeddings: bool = True  # 8-bit embedding tables (per row); they are half of MiniLM's weights
+    quantize_embeddings: bool = knob()  # 8-bit embedding tables (per row); they are half of MiniLM's weights
 
 
 # Embeddings a model reads as a whole table (``module.weight``) instead of looking rows up: a quantized embedding

@@ -1,5 +1,6 @@
 """The import graph of ``src/prunequant`` read with ``ast`` (function-local imports included): the ground truth
-for which library files a stage script runs. ``python tests/imports.py stages/prepare.py`` prints a closure."""
+for which library files a stage script runs (the code deps :mod:`prunequant.dvcfiles` writes, and
+tests/test_dependencies.py checks). ``python -m prunequant.codegraph stages/prepare.py`` prints a closure."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
 PACKAGE = SRC / "prunequant"
 

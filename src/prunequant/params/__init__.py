@@ -1,13 +1,15 @@
 """The params core: one ``params.yaml`` section -> a frozen, validated dataclass.
 
-A stage loads only the sections it reads (:func:`load`); each section's dataclass lives beside the code
-it configures. This module is the bottom layer: it imports nothing of prunequant but ``errors``, so a
-change to one stage's settings never touches another stage's dependencies. Whole-file validation (every
-section, and the full quantization registry) is ``python -m prunequant.check``.
+``params.yaml`` is the one home of every value; each section's dataclass, one module of this package per section
+(``prunequant.params.<section>``), states only the types and bounds, never a default. A field's bounds are written
+once, next to it (:func:`knob`); checks between fields stay in the class's ``__post_init__``. A stage loads only the
+sections it reads (:func:`load`), so a change to one section's class reruns only the stages that read it. This
+package imports no torch and nothing of prunequant but ``errors``; whole-file validation (every section, and every
+quantization scheme's settings) is ``python -m prunequant.check``.
 
-Why hand-written rather than pydantic: the coercion below is about 60 lines, gives exactly the one-line
-messages users see today (``params.yaml: finetune.batch_size must be of type int, got '32'``, the closest
-valid key for a typo), and keeps pydantic's import out of every stage.
+Why not pydantic: its lax mode takes ``"32"`` for an int and its strict mode refuses YAML's ``5e-5`` (a string) for
+a float; the coercion below is about 40 lines and gives the one-line messages users see
+(``params.yaml: finetune.batch_size must be of type int, got '32'``, the closest valid key for a typo).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import dataclasses
 import math
 import types
 import typing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +26,26 @@ import yaml
 from prunequant.errors import PrunequantError, did_you_mean
 
 # Every top-level section of params.yaml. A stage reads a few of them, but any key not listed here is a
-# typo (`fintune:`) that every stage reports, so a misspelled section never silently takes defaults.
+# typo (`fintune:`) that every stage reports, so a misspelled section is never silently ignored.
 SECTIONS = ("base", "prepare", "finetune", "evaluate", "sensitivity", "prune", "refinetune", "compare",
             "quantize", "bench", "report")
 
 
-def require(ok: bool, key: str, message: str) -> None:
-    """A one-line ``params.yaml: <key> <message>`` error unless ``ok``."""
+class SettingError(PrunequantError):
+    """A section's check failed on one of its fields; :func:`build_section` prefixes ``params.yaml: <section>.``."""
+
+
+def require(ok: bool, field: str, message: str) -> None:
+    """For a section's checks: a one-line ``<field> <message>`` error unless ``ok``."""
     if not ok:
-        raise PrunequantError(f"params.yaml: {key} {message}")
+        raise SettingError(f"{field} {message}")
 
 
-def require_choice(value: str, choices: tuple[str, ...], key: str) -> None:
-    require(value in choices, key, f"is {value!r}{did_you_mean(value, choices)}; choose one of {', '.join(choices)}")
+def require_choice(value: str, choices: tuple[str, ...], field: str) -> None:
+    require(value in choices, field, f"is {value!r}{did_you_mean(value, choices)}; choose one of {', '.join(choices)}")
 
 
-def require_inside_repo(value: str, key: str) -> None:
+def require_inside_repo(value: str, field: str) -> None:
     """A relative path in params may not climb out of the repository (stages run from its root).
 
     Absolute paths are taken as meant; Hub names never contain a '..' part.
@@ -48,30 +53,51 @@ def require_inside_repo(value: str, key: str) -> None:
     path = Path(value)
     if not path.is_absolute() and ".." in path.parts:
         root = Path.cwd().resolve()
-        require((root / path).resolve().is_relative_to(root), key,
+        require((root / path).resolve().is_relative_to(root), field,
                 f"is {value!r}, which points outside the repository; move it inside, or give an absolute "
                 "path if you mean a file outside")
 
 
-@dataclass(frozen=True)
-class BaseConfig:
-    """Settings every stage shares."""
+def _bounds_text(ge, gt, le, lt) -> str:
+    low = f"[{ge}" if ge is not None else f"({gt}" if gt is not None else None
+    high = f"{le}]" if le is not None else f"{lt})" if lt is not None else None
+    if low and high:
+        return f"in {low}, {high}"
+    if low:
+        return f"{'>=' if ge is not None else '>'} {low[1:]}"
+    return f"{'<=' if le is not None else '<'} {high[:-1]}"
 
-    seed: int = 42
-    # An alias from modeling.MODELS (offline, packaged), a Hugging Face Hub name or a local folder.
-    model: str = "minilm-l6"
-    # A name from data.DATASETS, a Hub data set ("name" or "name:config") or a local CSV/Parquet file.
-    data: str = "rotten_tomatoes"
-    max_seq_length: int = 128
+
+def knob(*, ge=None, gt=None, le=None, lt=None, choices: tuple[str, ...] | None = None, note: str = "") -> Any:
+    """A section's field with its bounds, checked on construction; a list field's bounds apply to each item.
+
+    ``note`` follows the bound in the message (``must be >= 0 (0: none), got -1``). No default: params.yaml holds
+    every value."""
+    def check(value: Any, field: str) -> None:
+        if value is None:
+            return
+        items = value if isinstance(value, tuple) else (value,)
+        if choices is not None:
+            for i, item in enumerate(items):
+                require_choice(item, choices, f"{field}[{i}]" if isinstance(value, tuple) else field)
+        if (ge, gt, le, lt) == (None,) * 4:
+            return
+        bad = [v for v in items if not ((ge is None or v >= ge) and (gt is None or v > gt)
+                                        and (le is None or v <= le) and (lt is None or v < lt))]
+        got = list(bad) if isinstance(value, tuple) else value
+        require(not bad, field, f"must be {_bounds_text(ge, gt, le, lt)}{f' ({note})' if note else ''}, got {got}")
+
+    return dataclasses.field(metadata={"check": check})
+
+
+class Section:
+    """Base of a params section's frozen dataclass: checks every :func:`knob` field's bounds on construction."""
 
     def __post_init__(self) -> None:
-        require(self.seed >= 0, "base.seed", f"must be >= 0, got {self.seed}")
-        require(bool(self.model.strip()), "base.model", "must name a model, e.g. minilm-l6")
-        require(bool(self.data.strip()), "base.data", "must name a data set, e.g. rotten_tomatoes")
-        for key in ("model", "data"):
-            require_inside_repo(getattr(self, key), f"base.{key}")
-        require(8 <= self.max_seq_length <= 8192, "base.max_seq_length",
-                f"must be between 8 and 8192 tokens, got {self.max_seq_length}")
+        for field in dataclasses.fields(self):
+            check = field.metadata.get("check")
+            if check is not None:
+                check(getattr(self, field.name), field.name)
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -126,7 +152,15 @@ def build_section(cls: type, mapping: Any, where: str) -> Any:
             values[key] = build_section(hints[key], value, full)
         else:
             values[key] = _coerce(value, hints[key], full)
-    return cls(**values)
+    missing = [name for name, field in fields.items() if name not in values and field.init
+               and field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING]
+    if missing:
+        full = f"{where}.{missing[0]}" if where else missing[0]
+        raise PrunequantError(f"params.yaml: {full} is missing; add it (the repository's params.yaml lists every key)")
+    try:
+        return cls(**values)
+    except SettingError as exc:
+        raise PrunequantError(f"params.yaml: {where}.{exc.format_message()}") from None
 
 
 def read_params(path: str | Path = "params.yaml") -> dict:
