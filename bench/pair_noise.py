@@ -11,8 +11,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from prunequant import bench
-from prunequant.bench_worker import run_jobs
+from prunequant.benchmarking import targets
+from prunequant.benchmarking.workers import run_jobs
 from prunequant.splits import load_split, model_inputs
 
 TARGETS = [("baseline", "fp32", "eager", "models/baseline"),
@@ -26,7 +26,7 @@ TARGETS = [("baseline", "fp32", "eager", "models/baseline"),
 
 def main(settle: float, rounds: int = 12) -> None:
     texts = tuple(model_inputs(load_split(Path("data/prepared"), "test")))
-    jobs = [bench.Job(target=bench.Target(variant, precision, runtime, "cpu", "minilm-l6", folder, "trained"),
+    jobs = [targets.Job(target=targets.Target(variant, precision, runtime, "cpu", "minilm-l6", folder, "trained"),
                       points=((1, 16),), texts=texts, warmup=5, runs=100, min_runs=3, max_seconds=0.1, threads=2,
                       settings={}, seed=42, settle_seconds=settle) for variant, precision, runtime, folder in TARGETS]
     for row in run_jobs(jobs, lambda line: None, rounds=rounds, seed=42):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from prunequant.bench import make_jobs, trained_targets
-from prunequant.bench_worker import _Workers
+from prunequant.benchmarking.targets import make_jobs, trained_targets
+from prunequant.benchmarking.workers import _Workers
 from prunequant.host import available_memory_mb
 from prunequant.params import load
 from prunequant.params.base import BaseConfig

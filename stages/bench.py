@@ -4,14 +4,14 @@ from pathlib import Path
 
 import click
 
-from prunequant.bench import (
+from prunequant.benchmarking.table import COLUMNS, bench_summary_table, depth_section, rows_frame
+from prunequant.benchmarking.targets import (
     make_jobs,
     parse_points,
     random_targets,
     trained_targets,
 )
-from prunequant.bench_table import COLUMNS, bench_summary_table, depth_section, rows_frame
-from prunequant.bench_worker import run_jobs
+from prunequant.benchmarking.workers import run_jobs
 from prunequant.decision import contenders
 from prunequant.errors import StageCommand
 from prunequant.host import cpu_times, machine_info, machine_summary, steal_percent, usable_cores

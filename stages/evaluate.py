@@ -16,6 +16,7 @@ from prunequant.modeling import load_classifier, load_tokenizer, num_layers, tra
 from prunequant.params import load
 from prunequant.params.base import BaseConfig
 from prunequant.params.evaluate import EvaluateConfig
+from prunequant.record import Evaluation
 from prunequant.sizes import model_size_mb
 
 
@@ -36,29 +37,19 @@ def main(
     params = load(params_path, base=BaseConfig, evaluate=EvaluateConfig)
     model = load_classifier(str(model_dir))
     tokenizer = load_tokenizer(str(model_dir))
-    result = {
-        "variant": variant,
-        "model": params.base.model,
-        "layers": num_layers(model),
-        "precision": "fp32",
-        "trained_in": training_precision_of(model_dir),
-        "device": "cpu",
-        "size_mb": round(model_size_mb(model_dir), 3),
-        "artifact_md5": folder_md5(model_dir),  # the DVC hash of what was scored (dvc.lock has it too)
-        "status": "ok",
-        "measured_on": "cpu",
-        "kernels": "torch-cpu",
-        "eval_batch": params.evaluate.batch_size,
-    }
-    if reference is not None:
-        result["reference"] = reference.name
     scores, frames = score_splits(
         model, tokenizer, data_dir, batch_size=params.evaluate.batch_size,
         max_seq_length=params.base.max_seq_length, confidence_level=params.evaluate.confidence_level,
         reference=reference,
     )
     save_predictions(frames, predictions)
-    write_json(metrics, result | scores)
+    record = Evaluation(
+        variant=variant, model=params.base.model, layers=num_layers(model), precision="fp32",
+        trained_in=training_precision_of(model_dir), device="cpu", size_mb=round(model_size_mb(model_dir), 3),
+        artifact_md5=folder_md5(model_dir),  # the DVC hash of what was scored (dvc.lock has it too)
+        status="ok", measured_on="cpu", kernels="torch-cpu", eval_batch=params.evaluate.batch_size,
+        reference=reference.name if reference is not None else None, scores=scores)
+    write_json(metrics, record.to_json())
     test = scores["test"]
     click.echo(
         f"evaluate: {variant} test accuracy {test['accuracy']:.4f} "

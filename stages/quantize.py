@@ -4,6 +4,7 @@ from prunequant.warm import hand_off
 
 hand_off()  # with a warm server up, the stage runs in its child and this process exits here
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -34,6 +35,7 @@ from prunequant.quantization import (
     scoring_batch_size,
     write_manifest,
 )
+from prunequant.record import Evaluation
 from prunequant.sizes import model_size_mb
 from prunequant.splits import SCORED_SPLITS, load_label_names, load_split, model_inputs
 
@@ -65,8 +67,8 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
     for split in SCORED_SPLITS:
         load_predictions(reference, split)
     train = load_split(data_dir, "train")
-    result = {"variant": variant, "model": params.base.model, "precision": scheme.name, "device": scheme.device,
-              "reference": reference.name, "source_trained_in": training_precision_of(model_dir)}
+    described = dict(variant=variant, model=params.base.model, precision=scheme.name, device=scheme.device,
+                     reference=reference.name, source_trained_in=training_precision_of(model_dir))
     unavailable = not_available_reason(scheme)
     with atomic_dir(out_dir) as tmp:
         if not unavailable:
@@ -78,16 +80,14 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
         if unavailable:
             from transformers import AutoConfig
 
-            result |= {"layers": num_layers(AutoConfig.from_pretrained(model_dir)), "size_mb": None,
-                       "status": unavailable}
+            record = Evaluation(**described, layers=num_layers(AutoConfig.from_pretrained(model_dir)), size_mb=None,
+                                status=unavailable)
             write_manifest(tmp, scheme, settings, str(model_dir), unavailable)
             frames = {}
         else:
             write_manifest(tmp, scheme, settings, str(model_dir), "ok")
             model, tokenizer, _ = load_artifact(tmp)  # scored as a user loads it: from the folder alone
             device, batch_size = measured_on(scheme), scoring_batch_size(scheme, params.evaluate.batch_size)
-            result |= {"layers": num_layers(model), "size_mb": round(model_size_mb(tmp), 3), "status": "ok",
-                       "measured_on": device, "kernels": f"{scheme.kernels}-{device}", "eval_batch": batch_size}
             scores, frames = score_splits(
                 model, tokenizer, data_dir, batch_size=batch_size,
                 max_seq_length=params.base.max_seq_length, confidence_level=params.evaluate.confidence_level,
@@ -95,21 +95,23 @@ def main(data_dir: Path, model_dir: Path, variant: str, scheme_name: str, refere
             )
             for split, frame in against.items():  # judged against the baseline too, on the same sentences
                 scores[split]["vs_baseline"] = paired_test(frame, frames[split])
-            result |= scores
+            record = Evaluation(**described, layers=num_layers(model), size_mb=round(model_size_mb(tmp), 3),
+                                status="ok", measured_on=device, kernels=f"{scheme.kernels}-{device}",
+                                eval_batch=batch_size, scores=scores)
         write_text(tmp / "README.md", model_card(
-            scheme, settings, result, source=str(model_dir), source_size_mb=model_size_mb(model_dir),
+            scheme, settings, record.to_json(), source=str(model_dir), source_size_mb=model_size_mb(model_dir),
             data=params.base.data, folder=str(out_dir), label_names=load_label_names(data_dir),
         ))
     if not unavailable:  # the DVC hash of what was scored, so timings of another build of it show as stale
-        result["artifact_md5"] = folder_md5(out_dir)
+        record = dataclasses.replace(record, artifact_md5=folder_md5(out_dir))
     save_predictions(frames, predictions)
-    write_json(metrics, result)
+    write_json(metrics, record.to_json())
     if unavailable:
         click.echo(f"quantize: {variant} {scheme.name}: {unavailable}")
     else:
-        test = result["test"]
-        where = f", measured with {result['kernels']}" if result["measured_on"] != scheme.device else ""
-        click.echo(f"quantize: {variant} {scheme.name} {result['size_mb']:.1f} MB, test accuracy "
+        test = record.scores["test"]
+        where = f", measured with {record.kernels}" if record.measured_on != scheme.device else ""
+        click.echo(f"quantize: {variant} {scheme.name} {record.size_mb:.1f} MB, test accuracy "
                    f"{test['accuracy']:.4f} ({100 * test['accuracy_delta']:+.2f} pts vs FP32{where}) -> {out_dir}")
 
 

@@ -10,9 +10,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from prunequant import bench, bench_table, bench_worker, timing
+from prunequant.benchmarking import runner, timing, workers
+from prunequant.benchmarking import table as bench_table
+from prunequant.benchmarking import targets as bench
 from prunequant.check import params_from_dict
 from prunequant.errors import PrunequantError
+from prunequant.params.bench import parse_shape
 from prunequant.quantization import write_manifest
 from prunequant.quantization.every import every_scheme
 
@@ -58,7 +61,7 @@ def test_points_star_and_full_grid():
     ("bert-large-uncased:16", ("bert-large-uncased", 16)),
 ])
 def test_parse_shape(shape, expected):
-    assert bench.parse_shape(shape) == expected
+    assert parse_shape(shape) == expected
 
 
 @pytest.mark.parametrize("bench_section, message", [
@@ -121,10 +124,10 @@ def test_timed_calls_run_with_the_garbage_collector_paused():
 
 
 def test_each_round_times_the_targets_in_a_new_order():
-    orders = [bench_worker.round_order([0, 1, 2, 3, 4, 5], r, seed=42) for r in range(5)]
+    orders = [workers.round_order([0, 1, 2, 3, 4, 5], r, seed=42) for r in range(5)]
     assert all(sorted(order) == [0, 1, 2, 3, 4, 5] for order in orders)
     assert len({tuple(order) for order in orders}) == 5 and len({order[0] for order in orders}) > 1
-    assert orders == [bench_worker.round_order([5, 4, 3, 2, 1, 0], r, seed=42) for r in range(5)]  # reproducible
+    assert orders == [workers.round_order([5, 4, 3, 2, 1, 0], r, seed=42) for r in range(5)]  # reproducible
 
 
 def test_ratios_use_the_best_rounds_and_carry_the_per_round_range():
@@ -241,7 +244,7 @@ def job_for(target, texts=("a fine , moving film .", "dull and tedious .")):
 def test_run_job_times_a_random_tiny_bert_on_cpu(precision, runtime):
     variant = "bert-tiny" if precision == "fp32" else f"bert-tiny-{precision}"
     target = bench.Target(variant, precision, runtime, "cpu", "bert-tiny", "bert-tiny", "random")
-    rows = bench_worker.run_job(job_for(target), rounds=2)
+    rows = runner.run_job(job_for(target), rounds=2)
     assert [(r["batch_size"], r["seq_len"]) for r in rows] == [(1, 8), (2, 16)]
     for row in rows:
         assert row["note"] == "" and row["layers"] == 2 and row["weights"] == "random"
@@ -266,10 +269,10 @@ def test_the_memory_plan_keeps_the_references_loaded_and_packs_the_rest_under_th
         target("pruned-3-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 18),
         bench.Target("pruned-4-int8-dynamic", "int8-dynamic", "eager", "cpu", "minilm-l6", note="n/a: not built")]]
     # estimates: 3 x size + 250 MB: references 520 + 319; the others 460, 319, 304
-    references, groups = bench_worker.plan_groups(jobs, budget_mb=839 + 630)
+    references, groups = workers.plan_groups(jobs, budget_mb=839 + 630)
     assert references == [0, 2] and groups == [[1], [3, 4]]  # 460 + 319 > 630; 319 + 304 fits
-    assert bench_worker.plan_groups(jobs, float("inf")) == ([0, 2], [[1, 3, 4]])
-    assert bench_worker.plan_groups(jobs, 100) == ([0, 2], [[1], [3], [4]])  # too small: one at a time
+    assert workers.plan_groups(jobs, float("inf")) == ([0, 2], [[1, 3, 4]])
+    assert workers.plan_groups(jobs, 100) == ([0, 2], [[1], [3], [4]])  # too small: one at a time
     assert jobs[0].target.is_reference() and not jobs[3].target.is_reference()
     shape = bench.Target("bert-base-uncased:8", "fp32", "eager", "cpu", "bert-base-uncased", "bert-base-uncased:8",
                          "random")
@@ -293,7 +296,7 @@ def test_groups_of_rounds_pair_every_target_with_the_references_and_final_rounds
         return [0, 1], (1, 8)  # the reference is timed in the final rounds anyway, never twice
 
     lines = []
-    rows = bench_worker.run_jobs(jobs, lines.append, rounds=2, max_memory_mb=1, final=final, final_rounds=3)
+    rows = workers.run_jobs(jobs, lines.append, rounds=2, max_memory_mb=1, final=final, final_rounds=3)
     ids = {(r["variant"], r["seq_len"]): r["round_ids"] for r in rows}
     assert ids == {("bert-tiny", 8): "0;1;2;3;4;5;6", ("bert-tiny", 16): "0;1;2;3",
                    ("bert-tiny:1", 8): "0;1;4;5;6", ("bert-tiny:1", 16): "0;1",
@@ -309,15 +312,15 @@ def test_groups_of_rounds_pair_every_target_with_the_references_and_final_rounds
 def test_peak_memory_is_never_negative_when_the_process_freed_memory_meanwhile(monkeypatch):
     """The CPU figure is the resident set's growth since before loading: a worker that freed more than the artifact
     took (seen once in a test worker: -9.6 MB) reports no growth, not less than none."""
-    monkeypatch.setattr(bench_worker, "peak_rss_mb", lambda: 1.0)  # far below any resident set before loading
+    monkeypatch.setattr(runner, "peak_rss_mb", lambda: 1.0)  # far below any resident set before loading
     target = bench.Target("bert-tiny", "fp32", "eager", "cpu", "bert-tiny", "bert-tiny", "random")
-    rows = bench_worker.run_job(job_for(target))
+    rows = runner.run_job(job_for(target))
     assert [row["peak_mem_mb"] for row in rows] == [0.0, 0.0]
 
 
 def test_run_job_gives_rows_with_a_reason_instead_of_crashing(tmp_path):
     target = bench.Target("baseline", "fp32", "eager", "cpu", "minilm-l6", str(tmp_path / "missing"))
-    rows = bench_worker.run_job(job_for(target))
+    rows = runner.run_job(job_for(target))
     assert len(rows) == 2 and all(r["note"].startswith("n/a: ") for r in rows)
     assert all("latency_ms_p50" not in r for r in rows)
 
@@ -332,7 +335,7 @@ def test_cuda_graph_replay_matches_eager(tiny_model_dir):
               "attention_mask": torch.ones(2, 12, dtype=torch.long, device="cuda")}
     with torch.inference_mode():
         expected = model(**inputs).logits
-        graphed = bench_worker.cuda_graph_call(model, inputs)()
+        graphed = runner.cuda_graph_call(model, inputs)()
     torch.testing.assert_close(graphed, expected)
 
 
@@ -390,7 +393,7 @@ def test_bench_gpu_without_cuda_exits_0_and_keeps_the_previous_csv(tmp_path, mon
 def test_a_runtime_that_fails_at_one_point_gives_rows_with_the_reason():
     """CUDA graph capture on a CPU-only machine fails inside the worker: rows say why, nothing crashes."""
     target = bench.Target("bert-tiny", "fp32", "cudagraph", "cpu", "bert-tiny", "bert-tiny", "random")
-    rows = bench_worker.run_job(job_for(target))
+    rows = runner.run_job(job_for(target))
     assert len(rows) == 2 and all(r["note"].startswith("n/a: ") and r["layers"] == 2 for r in rows)
 
 
@@ -407,7 +410,7 @@ def test_a_bert_base_shape_is_timed_with_random_weights():
                           "random")
     job = bench.Job(target=target, points=((1, 16),), texts=("a fine film .",), warmup=1, runs=3, min_runs=2,
                     max_seconds=0.05, threads=1, settings={}, seed=0)
-    (row,) = bench_worker.run_job(job)
+    (row,) = runner.run_job(job)
     assert row["layers"] == 1 and row["weights"] == "random" and row["latency_ms_p50"] > 0
 
 

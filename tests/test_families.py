@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from transformers import set_seed
 
-from prunequant.bench import Job, Target
-from prunequant.bench_worker import run_job
+from prunequant.benchmarking.runner import run_job
+from prunequant.benchmarking.targets import Job, Target
 from prunequant.data import make_splits
 from prunequant.evaluation import predict_logits, score_splits
 from prunequant.layer_choice import importance_order, layers_to_drop

@@ -15,8 +15,7 @@ def _output(path, text):
     (path / "model.safetensors").write_text(text)
 
 
-@pytest.mark.parametrize("swap", [True, False], ids=["renameat2", "without-renameat2"])
-def test_atomic_dir_never_leaves_the_output_missing(tmp_path, monkeypatch, swap):
+def test_atomic_dir_deletes_the_old_output_only_once_the_new_one_is_in(tmp_path, monkeypatch):
     out = tmp_path / "models" / "baseline"
     _output(out, "old")
     seen = []
@@ -32,18 +31,14 @@ def test_atomic_dir_never_leaves_the_output_missing(tmp_path, monkeypatch, swap)
 
     monkeypatch.setattr(io.shutil, "rmtree", watching_rmtree)
     monkeypatch.setattr(io.os, "replace", watching_replace)
-    if not swap:
-        monkeypatch.setattr(io, "_exchange", lambda a, b: False)
     with atomic_dir(out) as tmp:
         (tmp / "model.safetensors").write_text("new")
         assert (out / "model.safetensors").read_text() == "old"  # untouched while the stage works
     assert (out / "model.safetensors").read_text() == "new"
     assert [name for name in out.parent.iterdir()] == [out]  # no temporary folder left behind
     assert ("rmtree", "new") in seen and ("rmtree", "old") not in seen
-    if swap:
-        assert not [s for s in seen if s[0] == "replace"]  # one atomic exchange, no rename window at all
-    else:  # the old output is moved aside, never deleted, before the new one is renamed in
-        assert seen[0][0] == "replace" and seen[-1][0] == "rmtree"
+    # the old output is moved aside, never deleted, before the new one is renamed in
+    assert seen[0][0] == "replace" and seen[-1][0] == "rmtree"
 
 
 def test_a_failed_stage_keeps_the_earlier_output(tmp_path):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from prunequant.bench_table import COLUMNS as BENCH_COLUMNS
+from prunequant.benchmarking.table import COLUMNS as BENCH_COLUMNS
 from prunequant.evaluation import accuracy_ci, paired_test
 from prunequant.transfer import normalise
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from prunequant import plots
-from prunequant.bench_table import COLUMNS
+from prunequant.benchmarking.table import COLUMNS
 from prunequant.decision import Ratio, contenders, paired, recommend
 from prunequant.report import recommendations_markdown, results_markdown, write_report
 from prunequant.results import RESULT_COLUMNS

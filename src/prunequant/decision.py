@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from prunequant.bench_table import paired_ratios
+from prunequant.benchmarking.table import paired_ratios
 from prunequant.params.quantize import SCHEME_FAMILY
 
 

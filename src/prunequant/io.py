@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import json
 import os
 import shutil
@@ -14,41 +12,27 @@ from pathlib import Path
 from typing import Any
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    error = ctypes.get_errno()
-    if error in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):  # a file system or kernel without it
-        return False
-    raise OSError(error, os.strerror(error), str(b))
-
-
 def _replace(new: Path, path: Path) -> None:
-    """Put ``new`` in ``path``'s place so that one of the two is always there whole; ``new`` then holds the old."""
+    """Put ``new`` in ``path``'s place; ``new`` then holds the old output, which the caller deletes.
+
+    The old output moves aside first and only goes once the new one is in, so a stage killed midway leaves the
+    earlier output whole (or, between the two renames, beside it as ``new``). That matters when a stage runs
+    outside DVC (``python stages/<stage>.py``, the bad-input tests); under ``dvc repro`` DVC has already removed
+    a non-persist output before the stage starts."""
     if not path.exists():
         os.replace(new, path)
-    elif path.is_dir() and _exchange(new, path):
         return
-    else:  # no atomic swap here: the old output moves aside first, and only goes once the new one is in
-        aside = new.with_name(new.name + "-old")
-        os.replace(path, aside)
-        os.replace(new, path)
-        os.replace(aside, new)
+    aside = new.with_name(new.name + "-old")
+    os.replace(path, aside)
+    os.replace(new, path)
+    os.replace(aside, new)
 
 
 @contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary folder beside ``path``; on success it replaces ``path`` whole.
 
-    At no moment is the earlier output gone while the new one is not in place: the two folders are
-    swapped in one step (renameat2), and only then is the old one deleted.
+    The earlier output is deleted only once the new one is in place (:func:`_replace`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from prunequant import plots
-from prunequant.bench_table import bench_summary_table, depth_section, spread_text
+from prunequant.benchmarking.table import bench_summary_table, depth_section, spread_text
 from prunequant.decision import ALPHA, Choice, fmt_cost, recommend
 from prunequant.host import machine_summary
 from prunequant.io import write_text

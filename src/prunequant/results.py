@@ -10,6 +10,7 @@ import pandas as pd
 
 from prunequant.errors import PrunequantError
 from prunequant.params.quantize import SCHEME_FAMILY
+from prunequant.record import Evaluation
 from prunequant.splits import SCORED_SPLITS, SPLITS
 
 RESULT_COLUMNS = [
@@ -39,24 +40,21 @@ RESULT_COLUMNS = [
     "baseline_verdict",
 ]
 BASELINE = "baseline-fp32"  # the reference every variant is finally judged against
-_DESCRIPTION_KEYS = ["variant", "model", "layers", "precision", "device", "size_mb", "status"]
+_DESCRIBED = ["variant", "model", "layers", "precision", "device", "size_mb", "status", "reference", "measured_on",
+              "kernels", "eval_batch", "artifact_md5"]  # the record's fields every row of it repeats
 
 
-def evaluation_rows(evaluation: dict) -> list[dict]:
-    """One results row per split of one evaluation JSON."""
-    missing = [key for key in _DESCRIPTION_KEYS if key not in evaluation]
-    if missing:
-        raise PrunequantError(f"evaluation metrics lack {', '.join(missing)}; rerun `dvc repro evaluate`")
-    description = {key: evaluation[key] for key in _DESCRIPTION_KEYS}
-    description |= {key: evaluation.get(key)
-                    for key in ("reference", "measured_on", "kernels", "eval_batch", "artifact_md5")}
-    if evaluation["status"] != "ok":  # e.g. "n/a: needs CUDA": a row per split, with no figures
+def evaluation_rows(data: dict) -> list[dict]:
+    """One results row per split of one evaluation JSON (:class:`prunequant.record.Evaluation`)."""
+    evaluation = Evaluation.from_json(data)
+    description = {key: getattr(evaluation, key) for key in _DESCRIBED}
+    if evaluation.status != "ok":  # e.g. "n/a: needs CUDA": a row per split, with no figures
         return [{**description, "split": split} for split in SCORED_SPLITS]
     rows = []
-    for split in (s for s in SPLITS if s in evaluation):
-        scores = dict(evaluation[split])
+    for split, split_scores in evaluation.scores.items():
+        scores = dict(split_scores)
         against = scores.pop("vs_baseline", None)  # quantized pruned models: a second paired test
-        if description["reference"] == BASELINE:
+        if evaluation.reference == BASELINE:
             against = {k: scores.get(k) for k in ("accuracy_delta", "mcnemar_p", "verdict")}
         if against:
             scores |= {"baseline_delta": against["accuracy_delta"], "baseline_p": against["mcnemar_p"],

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prunequant.bench_table import COLUMNS, rounds_of, with_round_spread
+from prunequant.benchmarking.table import COLUMNS, rounds_of, with_round_spread
 
 
 def bench_source(frame: pd.DataFrame) -> pd.Series:

@@ -1,7 +1,8 @@
 """What the benchmarks time: the targets (every artifact of the pipeline, or random-weight architectures, in
 each runtime that runs on a device), the jobs handed to the workers, and ``bench``'s settings.
 
-Running them is :mod:`prunequant.bench_worker`; their rows and summary table are :mod:`prunequant.bench_table`.
+Running them is :mod:`prunequant.benchmarking.workers`; their rows and summary table are
+:mod:`prunequant.benchmarking.table`.
 Inputs are real tokenized sentences of the test split, padded (or truncated) to each point's length.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from prunequant.bench_table import REFERENCES
+from prunequant.benchmarking.table import REFERENCES
 from prunequant.errors import PrunequantError
 from prunequant.fingerprint import folder_md5
 from prunequant.params.bench import SHAPES, BenchConfig, parse_shape
@@ -47,7 +48,7 @@ class Target:
 
     def is_reference(self) -> bool:
         """Whether ratios are taken against this target: its family's full-depth FP32 model in eager PyTorch or
-        under ONNX Runtime's dynamic INT8 (bench_table.REFERENCES)."""
+        under ONNX Runtime's dynamic INT8 (table.REFERENCES)."""
         if (self.precision, self.runtime) not in {(p, r) for _, p, r in REFERENCES}:
             return False
         if self.weights == "random":
