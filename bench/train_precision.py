@@ -24,7 +24,7 @@ def one_run(precision: str, steps: int, data: Path) -> float:
     from prunequant.modeling import load_classifier, load_tokenizer
     from prunequant.params.training import FinetuneConfig
     from prunequant.splits import load_split
-    from prunequant.training import finetune
+    from prunequant.training.trainer import finetune
 
     transformers.logging.set_verbosity_error()
     train = load_split(data, "train").head(32 * steps)

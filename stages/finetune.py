@@ -8,9 +8,7 @@ from pathlib import Path
 
 import click
 
-from prunequant.checkpoints import Checkpoints
 from prunequant.errors import StageCommand
-from prunequant.launch import relaunch
 from prunequant.modeling import (
     check_max_seq_length,
     load_classifier,
@@ -21,7 +19,9 @@ from prunequant.params import load
 from prunequant.params.base import BaseConfig
 from prunequant.params.training import FinetuneConfig
 from prunequant.splits import load_label_names, load_split
-from prunequant.training import finetune, is_main_process
+from prunequant.training.checkpoints import Checkpoints
+from prunequant.training.launch import relaunch
+from prunequant.training.trainer import finetune, is_main_process
 
 
 @click.command(cls=StageCommand)

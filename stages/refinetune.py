@@ -10,15 +10,15 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from prunequant.checkpoints import Checkpoints
 from prunequant.errors import PrunequantError, StageCommand
-from prunequant.launch import relaunch
 from prunequant.modeling import load_classifier, load_tokenizer, save_classifier
 from prunequant.params import load
 from prunequant.params.base import BaseConfig
 from prunequant.params.training import RefinetuneConfig
 from prunequant.splits import load_split
-from prunequant.training import finetune, is_main_process
+from prunequant.training.checkpoints import Checkpoints
+from prunequant.training.launch import relaunch
+from prunequant.training.trainer import finetune, is_main_process
 
 
 @click.command(cls=StageCommand)

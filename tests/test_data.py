@@ -152,7 +152,7 @@ def test_sentence_pairs_keep_their_second_sentence_row_by_row():
 def test_sentence_pairs_tokenize_as_pairs_in_training_and_scoring(tiny_model_dir):
     from prunequant.evaluation import predict_logits
     from prunequant.modeling import load_classifier, load_tokenizer
-    from prunequant.training import tokenize
+    from prunequant.training.trainer import tokenize
 
     tokenizer, model = load_tokenizer(str(tiny_model_dir)), load_classifier(str(tiny_model_dir))
     frame = pd.DataFrame({"text": ["the film was", "the plot"], "text_pair": ["great", "was dull"], "label": [1, 0]})

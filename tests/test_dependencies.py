@@ -171,7 +171,7 @@ def test_closure_follows_function_local_imports(tmp_path):
     script = tmp_path / "stage.py"
     script.write_text("def main():\n    from prunequant.quantization import qat\n")
     files = {p.relative_to(REPO).as_posix() for p in closure(script)}
-    assert {"src/prunequant/quantization/qat.py", "src/prunequant/training.py",
+    assert {"src/prunequant/quantization/qat.py", "src/prunequant/training/trainer.py",
             "src/prunequant/quantization/__init__.py", "src/prunequant/__init__.py"} <= files
 
 

@@ -26,7 +26,7 @@ from prunequant.pruning import LAYER_LISTS, drop_layers, layer_count
 from prunequant.quantization import BuildContext, build_artifact, get_scheme, load_artifact, write_manifest
 from prunequant.sensitivity import METHODS, hidden_state_distances
 from prunequant.splits import load_split, save_splits
-from prunequant.training import finetune
+from prunequant.training.trainer import finetune
 
 from .conftest import FILLER, NEGATIVE, POSITIVE, config, settings_of, tiny_frame
 

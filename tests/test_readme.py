@@ -90,3 +90,13 @@ def test_the_recipe_tables_are_metrics_recipes_csv():
         name = f"{'transfer-2k' if 'transfer' in cells[2] else 'logits'}-{cells[1].strip()}"
         val, val_delta, test, low, high, delta, p, _ = expected(name)
         assert tuple(_numbers(cells[3:])) == pytest.approx((test, low, high, delta, p, val), abs=1e-9), line
+
+
+def test_the_layout_names_every_module_and_folder_of_the_library():
+    """The README's Layout and the tree of src/prunequant tell the same story: each module and folder is named."""
+    layout = (ROOT / "README.md").read_text().split("## Layout", 1)[1].split("```")[1]
+    words = set(re.findall(r"[\w]+/?", layout))
+    package = ROOT / "src" / "prunequant"
+    parts = {p.stem for p in package.glob("*.py") if p.name != "__init__.py"}
+    parts |= {f"{p.name}/" for p in package.iterdir() if (p / "__init__.py").is_file()}
+    assert not sorted(parts - words), f"README Layout does not name {sorted(parts - words)}"

@@ -8,7 +8,7 @@ from transformers import set_seed
 from prunequant.errors import PrunequantError
 from prunequant.modeling import load_classifier, load_tokenizer
 from prunequant.pruning import drop_layers
-from prunequant.training import TEACHER_LOGITS, DistillationTrainer, finetune, tokenize
+from prunequant.training.trainer import TEACHER_LOGITS, DistillationTrainer, finetune, tokenize
 
 from .conftest import config, tiny_frame
 
@@ -143,7 +143,7 @@ def test_relaunch_command(monkeypatch):
 def _distillation_trainer(student, teacher, cfg, tmp_path):
     from transformers import TrainingArguments
 
-    from prunequant.training import DistillationTrainer, hidden_layer_map
+    from prunequant.training.trainer import DistillationTrainer, hidden_layer_map
 
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
     layer_map = hidden_layer_map(cfg, student.config.pruned_from_layers, student.config.num_hidden_layers,
@@ -159,7 +159,7 @@ def _soft_loss(student_logits, teacher_logits, t):
 @pytest.mark.parametrize("labelled", [[1, 1, 1, 1], [1, 0, 1, 0], [0, 0, 0, 0]])
 def test_unlabelled_rows_learn_from_the_teacher_alone(tiny_model_dir, tmp_path, labelled):
     """Transfer sentences (label -100) count in the soft term only; a batch of them alone has no label term."""
-    from prunequant.training import UNLABELLED
+    from prunequant.training.trainer import UNLABELLED
 
     teacher = load_classifier(str(tiny_model_dir)).eval()
     set_seed(1)
@@ -217,7 +217,7 @@ def test_hidden_states_match_the_teacher_layers_the_map_names(tiny_model_dir, tm
     ((2,), "refinetune.hidden_layers names layer 2, but the teacher has 2 (0 to 1)"),
 ])
 def test_a_layer_map_that_does_not_fit_is_one_line(layers, message):
-    from prunequant.training import hidden_layer_map
+    from prunequant.training.trainer import hidden_layer_map
 
     with pytest.raises(PrunequantError, match=re.escape(message)):
         hidden_layer_map(config("refinetune", hidden_weight=1.0, hidden_layers=layers), [0], 1, 2)

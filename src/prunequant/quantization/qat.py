@@ -79,7 +79,7 @@ def _build(source: Path, out: Path, settings: QatSettings, context: BuildContext
     from prunequant.modeling import load_classifier, load_tokenizer
     from prunequant.params.training import RefinetuneConfig
     from prunequant.splits import inputs_frame
-    from prunequant.training import finetune
+    from prunequant.training.trainer import finetune
 
     count = settings.train_samples or len(context.train_texts)
     train = inputs_frame(context.train_texts[:count], context.train_labels[:count])

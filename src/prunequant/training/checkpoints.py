@@ -20,7 +20,7 @@ from transformers import TrainerCallback
 from prunequant.accelerator import cuda_available
 from prunequant.params.training import FinetuneConfig
 from prunequant.splits import PAIR_COLUMN
-from prunequant.training import is_main_process, world_size
+from prunequant.training.trainer import is_main_process, world_size
 
 COMPLETE = "prunequant-complete"  # written into a checkpoint folder once the Trainer has saved all of it
 
@@ -103,7 +103,7 @@ def discard_checkpoints(checkpoint_dir: str | os.PathLike | None) -> None:
 
 
 class Checkpoints:
-    """The checkpoints of the run that writes ``out_dir``: pass it to :func:`prunequant.training.finetune`."""
+    """The checkpoints of the run that writes ``out_dir``: pass it to :func:`prunequant.training.trainer.finetune`."""
 
     def __init__(self, out_dir: str | os.PathLike):
         self.folder = checkpoint_dir_for(out_dir)

@@ -1,9 +1,10 @@
 """Fine-tuning with transformers' Trainer (optionally distilled from a teacher); DVCLive records curves.
 
 The same code runs in one process or in several started by ``accelerate launch`` (see
-:func:`prunequant.launch.relaunch`): the Trainer splits each global batch of ``batch_size`` rows over the processes.
+:func:`prunequant.training.launch.relaunch`): the Trainer splits each global batch of ``batch_size`` rows over the
+processes.
 The training stages checkpoint every ``checkpoint_steps`` optimizer steps and resume from the last
-complete checkpoint when run again with the same inputs (:mod:`prunequant.checkpoints`).
+complete checkpoint when run again with the same inputs (:mod:`prunequant.training.checkpoints`).
 """
 
 from __future__ import annotations
@@ -235,7 +236,7 @@ def finetune(
     from the teacher; ``kept_layers`` maps the student's layers to the teacher's for hidden states, and the
     sentences of ``transfer`` (a ``text`` column) join the training rows with the teacher's logits as their only
     target (:func:`with_transfer`).
-    With ``checkpoints`` (a :class:`prunequant.checkpoints.Checkpoints`, which the training stages pass), the
+    With ``checkpoints`` (a :class:`prunequant.training.checkpoints.Checkpoints`, which the training stages pass), the
     run saves a checkpoint every ``cfg.checkpoint_steps`` optimizer steps and resumes from the last complete
     one left by an interrupted run with the same inputs; without, it keeps nothing (int8-qat's short run).
     """
