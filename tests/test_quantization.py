@@ -339,3 +339,8 @@ def test_a_gpu_scheme_with_cpu_kernels_is_scored_in_the_pipeline_and_says_where(
     assert metrics["size_mb"] > 0 and 0 <= metrics["test"]["accuracy"] <= 1 and "verdict" in metrics["test"]
     card = (scored_workspace / "bnb-nf4-data" / "README.md").read_text()
     assert "on CPU with bitsandbytes-cpu kernels" in card and "GPU kernels may differ" in card
+    # the Hub reads its metadata (written by hand: ModelCardData would reflow `tags` and change every artifact)
+    from huggingface_hub import ModelCard
+
+    assert ModelCard(card).data.to_dict() == {"library_name": "transformers", "pipeline_tag": "text-classification",
+                                              "tags": ["prunequant", "bnb-nf4"]}
