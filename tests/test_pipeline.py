@@ -285,10 +285,10 @@ def test_a_code_change_reruns_exactly_the_stages_that_run_it(workspace):
     repo = workspace
     assert _stale_after_touching(repo, "quantization/onnx_schemes.py") == [
         "quantize-onnx-pruned@4-onnx-int8-dynamic", "quantize-onnx@baseline-onnx-int8-dynamic"]
-    assert _stale_after_touching(repo, "training.py") == ["finetune", "refinetune@4"]  # int8-qat is not listed here
+    assert _stale_after_touching(repo, "training/trainer.py") == ["finetune", "refinetune@4"]  # int8-qat: not listed
     assert _stale_after_touching(repo, "report.py") == ["report"]
     assert _stale_after_touching(repo, "transfer.py") == ["transfer"]
-    assert _stale_after_touching(repo, "bench.py") == []  # `make bench-cpu` runs it; `dvc repro` never does
+    assert _stale_after_touching(repo, "benchmarking/targets.py") == []  # `make bench-cpu` runs it, `dvc repro` never
     assert _stale_after_touching(repo, "plots.py") == ["report"]
     assert _stale_after_touching(repo, "quantization/gpu_schemes.py") == [
         "quantize-gpu-pruned@4-bnb-nf4", "quantize-gpu@baseline-bnb-nf4"]

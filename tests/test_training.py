@@ -110,7 +110,7 @@ def test_hidden_state_matching_needs_a_pruned_model(tiny_model_dir):
 
 
 def test_relaunch_needs_a_gpu_per_process_on_cuda(monkeypatch):
-    from prunequant import launch
+    from prunequant.training import launch
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     monkeypatch.setattr(launch.torch.cuda, "is_available", lambda: True)
@@ -125,7 +125,7 @@ def test_relaunch_needs_a_gpu_per_process_on_cuda(monkeypatch):
 
 def test_relaunch_command(monkeypatch):
     """Two processes on CPU: the stage becomes `accelerate launch --multi_gpu` (exec) with gloo, the same argv."""
-    from prunequant import launch
+    from prunequant.training import launch
 
     calls = []
     monkeypatch.delenv("LOCAL_RANK", raising=False)
