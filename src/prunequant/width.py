@@ -1,0 +1,94 @@
+"""Width pruning: physically remove attention heads and FFN neurons from an encoder's layers, so the saved model is
+smaller and every runtime computes less (not masked).
+
+Heads go through the model's own ``prune_heads``: transformers cuts each head's query, key and value rows and the
+output projection's columns, and records ``config.pruned_heads``, so the saved folder reloads with plain
+``from_pretrained``. FFN neurons: every layer keeps the same number of them (the rows of its up projection and the
+columns of its down projection), and ``config`` records that number as the intermediate size, so the folder reloads
+too. ``FFN_LAYERS`` says where each family keeps its two projections; a family without an entry (ModernBERT's fused
+gated MLP) is refused in one line.
+
+Not yet part of the pipeline (issue 38): no params knob or stage calls this module yet.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from prunequant.errors import PrunequantError
+from prunequant.pruning import LAYER_LISTS
+
+# model_type -> (up projection, down projection) inside one layer, and the config key of the FFN width
+FFN_LAYERS: dict[str, tuple[str, str, str]] = {
+    "bert": ("intermediate.dense", "output.dense", "intermediate_size"),
+    "roberta": ("intermediate.dense", "output.dense", "intermediate_size"),
+    "xlm-roberta": ("intermediate.dense", "output.dense", "intermediate_size"),
+    "electra": ("intermediate.dense", "output.dense", "intermediate_size"),
+    "deberta-v2": ("intermediate.dense", "output.dense", "intermediate_size"),
+    "distilbert": ("ffn.lin1", "ffn.lin2", "hidden_dim"),
+}
+
+
+def _family(model: nn.Module, table: Mapping) -> str:
+    model_type = getattr(model.config, "model_type", None)
+    if model_type not in table:
+        raise PrunequantError(f"base.model: n/a: width pruning has no layout for model type {model_type!r}; "
+                              f"supported: {', '.join(table)}")
+    return model_type
+
+
+def prune_heads(model: nn.Module, heads: Mapping[int, Sequence[int]]) -> nn.Module:
+    """A copy of ``model`` without the attention heads ``heads`` ({layer: [head, ...]}); at least one head stays."""
+    _, count_key = LAYER_LISTS[_family(model, LAYER_LISTS)]
+    total = model.config.num_attention_heads
+    for layer, drop in heads.items():
+        if not 0 <= layer < getattr(model.config, count_key):
+            raise PrunequantError(f"prune.heads: layer {layer} is not a layer of this model")
+        if len(set(drop)) != len(drop) or not all(0 <= h < total for h in drop) or len(set(drop)) >= total:
+            raise PrunequantError(f"prune.heads: layer {layer} drops {sorted(drop)}; give distinct heads "
+                                  f"0..{total - 1} and keep at least one")
+    pruned = copy.deepcopy(model)
+    pruned.prune_heads({layer: list(drop) for layer, drop in heads.items() if drop})
+    return pruned
+
+
+def _set(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(root.get_submodule(parent), name, module)
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    out = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype, device=weight.device)
+    with torch.no_grad():
+        out.weight.copy_(weight)
+        if bias is not None:
+            out.bias.copy_(bias)
+    return out
+
+
+def keep_ffn_neurons(model: nn.Module, keep: Mapping[int, Sequence[int]]) -> nn.Module:
+    """A copy of ``model`` whose layer ``i`` keeps only the FFN neurons ``keep[i]`` (every layer, the same count)."""
+    family = _family(model, FFN_LAYERS)
+    up_path, down_path, width_key = FFN_LAYERS[family]
+    layers = model.get_submodule(LAYER_LISTS[family][0])
+    width = getattr(model.config, width_key)
+    if sorted(keep) != list(range(len(layers))):
+        raise PrunequantError(f"prune.ffn: give the neurons to keep for each of the {len(layers)} layers")
+    counts = {len(set(neurons)) for neurons in keep.values()}
+    if len(counts) != 1 or not 0 < next(iter(counts)) <= width:
+        raise PrunequantError(f"prune.ffn: every layer must keep the same number of neurons, 1 to {width}; "
+                              f"got {sorted(len(set(n)) for n in keep.values())}")
+    if not all(0 <= n < width for neurons in keep.values() for n in neurons):
+        raise PrunequantError(f"prune.ffn: neuron indices must be 0..{width - 1}")
+    pruned = copy.deepcopy(model)
+    for i, layer in enumerate(pruned.get_submodule(LAYER_LISTS[family][0])):
+        index = torch.tensor(sorted(set(keep[i])), dtype=torch.long)
+        up, down = layer.get_submodule(up_path), layer.get_submodule(down_path)
+        _set(layer, up_path, _linear(up.weight[index], None if up.bias is None else up.bias[index]))
+        _set(layer, down_path, _linear(down.weight[:, index], down.bias))
+    setattr(pruned.config, width_key, next(iter(counts)))
+    return pruned
