@@ -82,3 +82,12 @@ def test_bad_width_cuts_are_one_line_errors(call, message):
     with pytest.raises(PrunequantError, match=message) as info:
         call(bert())
     assert "\n" not in info.value.format_message()
+
+
+def test_a_family_without_head_pruning_is_refused_in_one_line():
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+
+    model = DebertaV2ForSequenceClassification(DebertaV2Config(
+        vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37))
+    with pytest.raises(PrunequantError, match="n/a: width pruning has no layout for model type 'deberta-v2'"):
+        prune_heads(model, {0: [1]})

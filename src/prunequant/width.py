@@ -6,7 +6,7 @@ output projection's columns, and records ``config.pruned_heads``, so the saved f
 ``from_pretrained``. FFN neurons: every layer keeps the same number of them (the rows of its up projection and the
 columns of its down projection), and ``config`` records that number as the intermediate size, so the folder reloads
 too. ``FFN_LAYERS`` says where each family keeps its two projections; a family without an entry (ModernBERT's fused
-gated MLP) is refused in one line.
+gated MLP) is refused in one line, as is head pruning outside ``HEAD_FAMILIES``.
 
 Not yet part of the pipeline (issue 38): no params knob or stage calls this module yet.
 """
@@ -22,6 +22,8 @@ from torch import nn
 from prunequant.errors import PrunequantError
 from prunequant.pruning import LAYER_LISTS
 
+# families whose models implement transformers' prune_heads (DeBERTa-v2 raises NotImplementedError, ModernBERT has none)
+HEAD_FAMILIES = {"bert", "roberta", "xlm-roberta", "electra", "distilbert"}
 # model_type -> (up projection, down projection) inside one layer, and the config key of the FFN width
 FFN_LAYERS: dict[str, tuple[str, str, str]] = {
     "bert": ("intermediate.dense", "output.dense", "intermediate_size"),
@@ -33,17 +35,17 @@ FFN_LAYERS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _family(model: nn.Module, table: Mapping) -> str:
+def _family(model: nn.Module, table) -> str:
     model_type = getattr(model.config, "model_type", None)
     if model_type not in table:
         raise PrunequantError(f"base.model: n/a: width pruning has no layout for model type {model_type!r}; "
-                              f"supported: {', '.join(table)}")
+                              f"supported: {', '.join(sorted(table))}")
     return model_type
 
 
 def prune_heads(model: nn.Module, heads: Mapping[int, Sequence[int]]) -> nn.Module:
     """A copy of ``model`` without the attention heads ``heads`` ({layer: [head, ...]}); at least one head stays."""
-    _, count_key = LAYER_LISTS[_family(model, LAYER_LISTS)]
+    _, count_key = LAYER_LISTS[_family(model, HEAD_FAMILIES)]
     total = model.config.num_attention_heads
     for layer, drop in heads.items():
         if not 0 <= layer < getattr(model.config, count_key):
