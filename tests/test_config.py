@@ -93,15 +93,9 @@ def test_check_command_reports_a_bad_section_in_one_line_and_exit_1(tmp_path):
 def test_the_whole_file_check_reports_any_section_in_one_line(tmp_path, text, expected):
     """What `make check` runs (in this process: load_params is the command's whole work), on params.yaml with
     ``text``'s values set."""
-    def merge(into, values):
-        for key, value in values.items():
-            if isinstance(value, dict) and isinstance(into.get(key), dict):
-                merge(into[key], value)
-            else:
-                into[key] = value
-        return into
+    from prunequant.profiles import merged
 
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(merge(params_dict(), yaml.safe_load(text))))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(merged(params_dict(), yaml.safe_load(text))))
     with pytest.raises(PrunequantError) as info:
         load_params(tmp_path / "params.yaml")
     assert info.value.format_message().startswith(expected) and "\n" not in info.value.format_message()

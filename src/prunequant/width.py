@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
+from transformers.pytorch_utils import prune_linear_layer
 
 from prunequant.errors import PrunequantError
 from prunequant.pruning import LAYER_LISTS
@@ -63,15 +64,6 @@ def _set(root: nn.Module, path: str, module: nn.Module) -> None:
     setattr(root.get_submodule(parent), name, module)
 
 
-def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    out = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype, device=weight.device)
-    with torch.no_grad():
-        out.weight.copy_(weight)
-        if bias is not None:
-            out.bias.copy_(bias)
-    return out
-
-
 def keep_ffn_neurons(model: nn.Module, keep: Mapping[int, Sequence[int]]) -> nn.Module:
     """A copy of ``model`` whose layer ``i`` keeps only the FFN neurons ``keep[i]`` (every layer, the same count)."""
     family = _family(model, FFN_LAYERS)
@@ -89,8 +81,7 @@ def keep_ffn_neurons(model: nn.Module, keep: Mapping[int, Sequence[int]]) -> nn.
     pruned = copy.deepcopy(model)
     for i, layer in enumerate(pruned.get_submodule(LAYER_LISTS[family][0])):
         index = torch.tensor(sorted(set(keep[i])), dtype=torch.long)
-        up, down = layer.get_submodule(up_path), layer.get_submodule(down_path)
-        _set(layer, up_path, _linear(up.weight[index], None if up.bias is None else up.bias[index]))
-        _set(layer, down_path, _linear(down.weight[:, index], down.bias))
+        _set(layer, up_path, prune_linear_layer(layer.get_submodule(up_path), index, dim=0))
+        _set(layer, down_path, prune_linear_layer(layer.get_submodule(down_path), index, dim=1))
     setattr(pruned.config, width_key, next(iter(counts)))
     return pruned
