@@ -18,7 +18,7 @@ from prunequant.params import load
 from prunequant.params.evaluate import EvaluateConfig
 from prunequant.params.prune import PruneConfig
 from prunequant.params.report import ReportConfig
-from prunequant.report import recommendation_metrics, write_report
+from prunequant.report import recommendation_metrics, width_markdown, write_report
 
 
 @click.command(cls=StageCommand)
@@ -35,21 +35,24 @@ from prunequant.report import recommendation_metrics, write_report
               help="Angular distances of blocks of layers (the sensitivity stage's).")
 @click.option("--sensitivity-metrics", "sensitivity_json", type=click.Path(path_type=Path), required=True,
               help="The sensitivity stage's JSON (the seconds each estimator took).")
+@click.option("--ffn", "ffn_csv", type=click.Path(path_type=Path), required=True,
+              help="FFN neuron scores per layer (the sensitivity stage's).")
 @click.option("--study", type=click.Path(path_type=Path), default=None,
               help="CSV of the original study's CPU figures, shown next to `make bench-cpu-shapes`'s.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
 def main(results: Path, bench_dir: Path, out_dir: Path, recommendations: Path, sensitivity_csv: Path, blocks_csv: Path,
-         sensitivity_json: Path, study: Path | None, params_path: str) -> None:
+         sensitivity_json: Path, ffn_csv: Path, study: Path | None, params_path: str) -> None:
     """Write <out>/report.md with its figures and <recommendations>."""
     params = load(params_path, evaluate=EvaluateConfig, report=ReportConfig, prune=PruneConfig)
     for path, stage in ((results, "results"), (sensitivity_csv, "sensitivity"), (blocks_csv, "sensitivity"),
-                        (sensitivity_json, "sensitivity")):
+                        (sensitivity_json, "sensitivity"), (ffn_csv, "sensitivity")):
         if not path.is_file():
             raise PrunequantError(f"{path}: not found; run `dvc repro {stage}` first")
-    estimators = estimator_comparison(pd.read_csv(sensitivity_csv), pd.read_csv(blocks_csv),
-                                      json.loads(sensitivity_json.read_text()),
-                                      params.prune.keep_layers)
-    choices = write_report(pd.read_csv(results), bench_dir, out_dir, params, study, estimators)
+    seconds = json.loads(sensitivity_json.read_text())
+    estimators = estimator_comparison(pd.read_csv(sensitivity_csv), pd.read_csv(blocks_csv), seconds,
+                                      sorted({cut.layers for cut in params.prune.cuts}))
+    width = width_markdown(pd.read_csv(ffn_csv), seconds, params.prune)
+    choices = write_report(pd.read_csv(results), bench_dir, out_dir, params, study, estimators, width)
     for choice in choices:
         click.echo(f"  {choice.target.name}: {choice.variant or ' '.join(choice.reasons)}")
     write_json(recommendations, recommendation_metrics(choices))

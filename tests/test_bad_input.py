@@ -61,7 +61,8 @@ def workspace(tiny_model_dir, tmp_path_factory):
          "--metrics", "metrics/evaluate/baseline-fp32.json", "--predictions", "predictions/baseline-fp32"),
         ("sensitivity", "--data", "data/prepared", "--model", "models/baseline", "--csv", "metrics/sensitivity.csv",
          "--blocks", "metrics/sensitivity-blocks.csv", "--metrics", "metrics/sensitivity.json",
-         "--png", "reports/sensitivity.png"),
+         "--png", "reports/sensitivity.png", "--heads", "metrics/sensitivity-heads.csv", "--ffn",
+         "metrics/sensitivity-ffn.csv", "--scores", "data/importance.safetensors", "--heads-png", "reports/heads.png"),
     ):
         result = invoke_stage(root, *args)
         assert result.exit_code == 0, result.output
@@ -189,12 +190,24 @@ CASES = {
                                 {"base": {"max_seq_length": 512}}, outputs=("model", "live"), process=True),
     "keep-layers-out-of-range": Case(
         "prune", ("--model", "models/baseline", "--sensitivity", "metrics/sensitivity.csv",
-                  "--blocks", "metrics/sensitivity-blocks.csv", "--keep-layers", "2",
-                  "--out", "{case}/pruned"), "keep_layers is 2 but must be between 1 and 1", outputs=("pruned",)),
+                  "--blocks", "metrics/sensitivity-blocks.csv", "--scores", "data/importance.safetensors",
+                  "--keep-layers", "2", "--out", "{case}/pruned"), "keep_layers is 2 but must be between 1 and 1",
+        outputs=("pruned",)),
+    "width-cut-without-scores": Case(
+        "prune", ("--model", "models/baseline", "--sensitivity", "metrics/sensitivity.csv",
+                  "--blocks", "metrics/sensitivity-blocks.csv", "--scores", "{case}/none.safetensors",
+                  "--keep-layers", "1-w50", "--out", "{case}/pruned"),
+        "none.safetensors: not found; run `dvc repro sensitivity` first", outputs=("pruned",)),
+    "width-cut-misspelled": Case(
+        "prune", ("--model", "models/baseline", "--sensitivity", "metrics/sensitivity.csv",
+                  "--blocks", "metrics/sensitivity-blocks.csv", "--scores", "data/importance.safetensors",
+                  "--keep-layers", "1-w50%", "--out", "{case}/pruned"),
+        "--keep-layers has '1-w50%'; write <layers>, <layers>-w<pct>", outputs=("pruned",)),
     "unknown-strategy": Case(
         "prune", ("--model", "models/baseline", "--sensitivity", "metrics/sensitivity.csv",
-                  "--blocks", "metrics/sensitivity-blocks.csv", "--keep-layers", "1",
-                  "--out", "{case}/pruned"), "prune.strategy is 'sensitivty' (did you mean 'sensitivity'?)",
+                  "--blocks", "metrics/sensitivity-blocks.csv", "--scores", "data/importance.safetensors",
+                  "--keep-layers", "1", "--out", "{case}/pruned"),
+        "prune.strategy is 'sensitivty' (did you mean 'sensitivity'?)",
         {"prune": {"strategy": "sensitivty"}}, outputs=("pruned",)),
     "unknown-scheme": Case("quantize", (*QUANTIZE, "--scheme", "int8-dynamic"),
                            "quantize.schemes.torch[0]",

@@ -16,6 +16,7 @@ from prunequant.benchmarking import targets as bench
 from prunequant.check import params_from_dict
 from prunequant.errors import PrunequantError
 from prunequant.params.bench import parse_shape
+from prunequant.params.prune import Cut
 from prunequant.quantization import write_manifest
 from prunequant.quantization.every import every_scheme
 
@@ -57,17 +58,29 @@ def test_points_star_and_full_grid():
 
 
 @pytest.mark.parametrize("shape, expected", [
-    ("bert-base-uncased", ("bert-base-uncased", 12)),
-    ("bert-large-uncased:16", ("bert-large-uncased", 16)),
+    ("bert-base-uncased", ("bert-base-uncased", Cut(12))),
+    ("bert-large-uncased:16", ("bert-large-uncased", Cut(16))),
+    ("bert-base-uncased:8-w50", ("bert-base-uncased", Cut(8, 50, 50))),
 ])
 def test_parse_shape(shape, expected):
     assert parse_shape(shape) == expected
+
+
+def test_a_width_cut_random_shape_has_its_heads_and_ffn_cut(tmp_path):
+    from transformers import AutoConfig
+
+    from prunequant.benchmarking.runner import save_random_model
+
+    save_random_model("bert-tiny:1-h50-f25", tmp_path)
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert (config.num_hidden_layers, config.pruned_heads, config.intermediate_size) == (1, {0: [1]}, 128)
 
 
 @pytest.mark.parametrize("bench_section, message", [
     ({"shapes": ["bert-base-uncase"]}, "bench.shapes[0] names unknown architecture 'bert-base-uncase' (did you mean "
                                        "'bert-base-uncased'?)"),
     ({"shapes": ["bert-base-uncased:13"]}, "the layer count after ':' must be 1 to 12"),
+    ({"shapes": ["bert-base-uncased:8-w100"]}, "bench.shapes[0] has '8-w100': keep at least 1 layer, and 1 to 99"),
     ({"gpu_runtimes": ["cudagraphs"]}, "bench.gpu_runtimes[0] is 'cudagraphs' (did you mean 'cudagraph'?)"),
     ({"weights": "randm"}, "bench.weights is 'randm' (did you mean 'random'?)"),
     ({"batch_sizes": [0, 2]}, "bench.batch_sizes must be >= 1, got [0]"),

@@ -73,7 +73,8 @@ def paths_read_by(stage) -> set[str]:
     words = stage.cmd.split()
     script = next(w for w in words if w.startswith("stages/"))
     outputs = OUTPUT_OPTIONS | ({"--results"} if script == "stages/results.py" else set()) | (
-        {"--blocks"} if script == "stages/sensitivity.py" else set())  # the prune and report stages read it
+        {"--blocks", "--heads", "--ffn", "--scores", "--heads-png"} if script == "stages/sensitivity.py"
+        else set())  # the prune and report stages read them
     return {value for option, value in zip(words, words[1:], strict=False)
             if option.startswith("--") and option not in outputs and "/" in value}
 

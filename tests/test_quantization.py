@@ -129,6 +129,43 @@ def test_build_save_reload_predict(name, built, reference, small_model_dir):
         assert weight_bytes(folder) <= max_share * weight_bytes(small_model_dir)
 
 
+@pytest.fixture(scope="module")
+def width_pruned_dir(small_model_dir, tmp_path_factory):
+    """A width-pruned model: 4 heads of 16, each layer keeping a different 2, and 64 of 128 FFN neurons (each layer
+    a different 64), saved as the prune stage saves it."""
+    from transformers import BertConfig, BertForSequenceClassification, set_seed
+
+    from prunequant.modeling import save_classifier
+    from prunequant.width import keep_ffn_neurons, prune_heads
+
+    set_seed(1)
+    source = load_classifier(str(small_model_dir))
+    model = BertForSequenceClassification(BertConfig(**{**source.config.to_dict(), "num_attention_heads": 4}))
+    model = prune_heads(model.eval(), {0: [1, 3], 1: [0, 2]})
+    model = keep_ffn_neurons(model, {0: range(0, 128, 2), 1: range(64, 128)})
+    folder = tmp_path_factory.mktemp("width-pruned")
+    save_classifier(model, load_tokenizer(str(small_model_dir)), folder)
+    return folder
+
+
+@pytest.mark.parametrize("name", [n for n in SCHEMES if n != "fp32"])
+def test_a_width_pruned_models_artifacts_predict_as_it_does(name, width_pruned_dir, tmp_path):
+    """Every layer has fewer heads than config.num_attention_heads says (config.pruned_heads lists the rest): a
+    fused attention kernel, a calibration or an exporter that assumes the global head count fails here."""
+    scheme = SCHEMES[name]
+    if not runs_here(scheme):
+        pytest.skip(f"{name}: {not_available_reason(scheme)}")
+    model, tokenizer = load_classifier(str(width_pruned_dir)), load_tokenizer(str(width_pruned_dir))
+    assert model.bert.encoder.layer[1].attention.self.query.weight.shape == (32, 64)  # 2 heads of 16 left
+    reference = predict_logits(model, tokenizer, TEXTS, batch_size=4, max_seq_length=16)
+    scheme.build(width_pruned_dir, tmp_path, settings_of(name), CONTEXT)
+    write_manifest(tmp_path, scheme, settings_of(name), str(width_pruned_dir), "ok")
+    loaded, tokenizer, _ = load_artifact(tmp_path)
+    logits = predict_logits(loaded, tokenizer, TEXTS, batch_size=4, max_seq_length=16)
+    assert np.abs(logits - reference).max() <= EXPECTED[name][1] * np.abs(reference).max()
+    assert (logits.argmax(-1) == reference.argmax(-1)).mean() >= 0.75
+
+
 @pytest.mark.parametrize("name", ["int8-dynamic", "torchao-int8-weight"])
 def test_rebuilding_gives_byte_identical_files(name, built, tmp_path):
     """A rerun must not change a stage's output hash: safetensors writes a metadata dict in a per-process

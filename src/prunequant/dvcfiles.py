@@ -112,18 +112,27 @@ def root() -> dict:
             metrics=nocache("metrics/evaluate/baseline-fp32.json")),
         "sensitivity": stage(
             """python stages/sensitivity.py --data data/prepared --model models/baseline --csv metrics/sensitivity.csv
-            --blocks metrics/sensitivity-blocks.csv --metrics metrics/sensitivity.json --png reports/sensitivity.png""",
+            --blocks metrics/sensitivity-blocks.csv --metrics metrics/sensitivity.json --png reports/sensitivity.png
+            --heads metrics/sensitivity-heads.csv --ffn metrics/sensitivity-ffn.csv --scores data/importance.safetensors
+            --heads-png reports/heads.png""",
             ["data/prepared", "models/baseline"],
+            comment="Layers, blocks of layers, attention heads and FFN neurons of the baseline, scored on validation; "
+                    "data/importance.safetensors holds every head and neuron score (the prune stage's width cuts).",
             params=["base.model", "base.max_seq_length", "evaluate", "sensitivity"],
             plots=[{"metrics/sensitivity.csv": {"cache": False, "template": "bar_horizontal_sorted",
                                                 "x": "accuracy_drop", "y": "layer"}}],
-            outs=nocache("reports/sensitivity.png", "metrics/sensitivity-blocks.csv"),
+            outs=["data/importance.safetensors", *nocache(
+                "reports/sensitivity.png", "reports/heads.png", "metrics/sensitivity-blocks.csv",
+                "metrics/sensitivity-heads.csv", "metrics/sensitivity-ffn.csv")],
             metrics=nocache("metrics/sensitivity.json")),
         "prune": foreach("${prune.keep_layers}", stage(
             """python stages/prune.py --model models/baseline --sensitivity metrics/sensitivity.csv
-            --blocks metrics/sensitivity-blocks.csv --keep-layers ${item} --out models/pruned-${item}-raw""",
-            ["models/baseline", "metrics/sensitivity.csv", "metrics/sensitivity-blocks.csv"],
-            params=["prune.strategy", "prune.drop_layers", "prune.pooling"], outs=["models/pruned-${item}-raw"])),
+            --blocks metrics/sensitivity-blocks.csv --scores data/importance.safetensors --keep-layers ${item}
+            --out models/pruned-${item}-raw""",
+            ["models/baseline", "metrics/sensitivity.csv", "metrics/sensitivity-blocks.csv",
+             "data/importance.safetensors"],
+            params=["prune.strategy", "prune.drop_layers", "prune.pooling", "prune.width_score"],
+            outs=["models/pruned-${item}-raw"])),
         "refinetune": foreach("${prune.keep_layers}", stage(
             """python stages/refinetune.py --data data/prepared --model models/pruned-${item}-raw
             --teacher models/baseline --transfer data/transfer.parquet --out models/pruned-${item}
@@ -149,9 +158,9 @@ def root() -> dict:
             """python stages/report.py --results metrics/results.csv --bench metrics/bench --out reports
             --recommendations metrics/report.json --sensitivity metrics/sensitivity.csv
             --blocks metrics/sensitivity-blocks.csv --sensitivity-metrics metrics/sensitivity.json
-            --study docs/study-cpu.csv""",
+            --ffn metrics/sensitivity-ffn.csv --study docs/study-cpu.csv""",
             ["metrics/results.csv", "metrics/bench", "metrics/sensitivity.csv", "metrics/sensitivity-blocks.csv",
-             "metrics/sensitivity.json", "docs/study-cpu.csv"],
+             "metrics/sensitivity.json", "metrics/sensitivity-ffn.csv", "docs/study-cpu.csv"],
             comment="The report: tables with the measured costs (metrics/bench/*.csv, written by `make bench-cpu` / "
                     "`make bench-gpu`, plain git files), figures and a recommendation per deployment target.",
             params=["evaluate.confidence_level", "prune", "report"],
@@ -187,10 +196,12 @@ def strategies() -> dict:
     stages = {
         "prune": foreach("${compare.strategies}", stage(
             f"""python stages/prune.py --model models/baseline --sensitivity metrics/sensitivity.csv
-            --blocks metrics/sensitivity-blocks.csv --keep-layers ${{compare.keep_layers}} --strategy ${{item}}
+            --blocks metrics/sensitivity-blocks.csv --scores data/importance.safetensors
+            --keep-layers ${{compare.keep_layers}} --strategy ${{item}}
             --out models/strategies/{STRATEGY}-${{item}}-raw""",
-            ["models/baseline", "metrics/sensitivity.csv", "metrics/sensitivity-blocks.csv"],
-            wdir="..", params=["compare.keep_layers", "prune.pooling"],
+            ["models/baseline", "metrics/sensitivity.csv", "metrics/sensitivity-blocks.csv",
+             "data/importance.safetensors"],
+            wdir="..", params=["compare.keep_layers", "prune.pooling", "prune.width_score"],
             outs=[f"models/strategies/{STRATEGY}-${{item}}-raw"])),
         "refinetune": stage(
             f"""python stages/refinetune.py --data data/prepared

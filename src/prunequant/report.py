@@ -195,10 +195,42 @@ def estimators_markdown(frame: pd.DataFrame, prune) -> list[str]:
     ]
 
 
+def width_markdown(ffn: pd.DataFrame, seconds: dict, prune) -> list[str]:
+    """The report's section on attention heads and FFN neurons: the heat map the sensitivity stage drew, how
+    concentrated each layer's FFN scores are, what each score cost, and which one the width cuts use."""
+    cuts = [cut.name for cut in prune.cuts if cut.width]
+    rows = [[str(int(r.layer)), str(int(r.neurons)), *(f"{100 * r[f'{score}_top{share}']:.0f}%"
+                                                        for score in ("gradient", "activation") for share in (25, 50)),
+             f"{r.spearman:+.2f}"] for _, r in ffn.iterrows()]
+    header = ["layer", "neurons", "gradient: top 25% hold", "top 50%", "activation: top 25% hold", "top 50%",
+              "Spearman ρ of the two"]
+    cost = ", ".join(f"{name} {seconds[f'{name}_seconds']:.1f} s" for name in ("gradient", "activation")
+                     if f"{name}_seconds" in seconds)
+    return [
+        "### Attention heads and FFN neurons",
+        "",
+        "Each head and FFN neuron of the baseline scored on the validation split (`metrics/sensitivity-heads.csv`, "
+        "one row per layer x head; `metrics/sensitivity-ffn.csv`, per layer): gradient is |dL/dmask| of a mask on "
+        "its output (Michel et al. 2019 for heads, the first-order Taylor score for neurons; needs labels), "
+        "activation the mean norm of what it adds to the residual stream (label-free). A width cut keeps each "
+        f"layer's top-scoring heads and neurons by `prune.width_score: {prune.width_score}`"
+        + (f" (in use: {', '.join(f'`pruned-{c}`' for c in cuts)})" if cuts
+           else " (no width cut in `prune.keep_layers`)")
+        + (f". Cost on this machine: {cost}." if cost else "."),
+        "",
+        "![Attention-head importance](heads.png)",
+        "",
+        *([pd.DataFrame(rows, columns=header).to_markdown(index=False, disable_numparse=True), "",
+           "An even spread would put 25% and 50% of a layer's score in its top 25% and 50% of neurons: the more "
+           "the top neurons hold, the less a cut of the rest loses.", ""] if len(ffn) else []),
+    ]
+
+
 def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params, study: Path | None = None,
-                 estimators: pd.DataFrame | None = None) -> list[Choice]:
+                 estimators: pd.DataFrame | None = None, width: list[str] | None = None) -> list[Choice]:
     """reports/report.md, its figures and the DVC plot tables; returns the recommendations. ``estimators``:
-    :func:`prunequant.sensitivity.estimator_comparison` of the baseline, shown under the sensitivity chart."""
+    :func:`prunequant.sensitivity.estimator_comparison` of the baseline, shown under the sensitivity chart;
+    ``width``: :func:`width_markdown`'s lines, after it."""
     cpu, gpu = read_bench(bench_dir / "cpu.csv"), read_bench(bench_dir / "gpu.csv")
     # Timings of this model only: CSVs measured on another base.model (say, before a profile) are left out.
     models = set(results.model.dropna())
@@ -298,6 +330,7 @@ def write_report(results: pd.DataFrame, bench_dir: Path, out: Path, params, stud
         "![Layer sensitivity](sensitivity.png)",
         "",
         *(estimators_markdown(estimators, params.prune) if estimators is not None else []),
+        *(width or []),
         "## Figures",
         "",
         f"The radar puts each cost on [{params.report.radar_floor:g}, 1] across the variants shown (best 1) and "

@@ -24,7 +24,7 @@ from prunequant.evaluation import accuracy_ci
 from prunequant.io import save_figure
 from prunequant.params.prune import POOLINGS
 from prunequant.pruning import layer_count, layers_skipped
-from prunequant.splits import forward_inputs
+from prunequant.splits import forward_inputs, length_batches
 
 SENSITIVITY_COLUMNS = ["layer", "accuracy", "accuracy_drop", "ci_low", "ci_high", "removal_order"]
 ESTIMATOR_COLUMNS = [f"{name}_{pooling}" for name in ("block_influence", "angular") for pooling in POOLINGS]
@@ -101,12 +101,8 @@ def hidden_state_distances(model, tokenizer, texts: list, *, batch_size: int, ma
     sums = {f"{kind}_{pooling}": np.zeros((states_count, states_count)) for kind in ("cos", "angle")
             for pooling in POOLINGS}
     counts = dict.fromkeys(POOLINGS, 0)
-    # Sentences of similar length batched together (sums over tokens do not depend on the order): little padding.
-    order = np.argsort([len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_seq_length)["input_ids"]],
-                       kind="stable")
-    for start in tqdm(range(0, len(texts), batch_size), desc="hidden states", unit="batch", leave=False):
-        batch = tokenizer([texts[i] for i in order[start : start + batch_size]], truncation=True,
-                          max_length=max_seq_length, padding=True, return_tensors="pt")
+    for _, batch in tqdm(length_batches(tokenizer, texts, batch_size, max_seq_length), desc="hidden states",
+                         unit="batch", leave=False):
         out = model(**forward_inputs(model, batch), output_hidden_states=True)
         states = torch.nn.functional.normalize(torch.stack(out.hidden_states).float(), dim=-1)  # (L+1, B, T, H)
         tokens = {"mean": batch["attention_mask"].bool(),

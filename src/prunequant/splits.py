@@ -72,3 +72,16 @@ def forward_inputs(model, batch) -> dict:
 
     accepted = inspect.signature(model.forward).parameters
     return {key: value for key, value in batch.items() if key in accepted}
+
+
+def length_batches(tokenizer, texts: list, batch_size: int, max_seq_length: int):
+    """Tokenized batches of sentences of similar length (little padding), for sums that do not depend on the
+    order: each is ``(indices into texts, padded PyTorch batch)``."""
+    import numpy as np
+
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_seq_length)["input_ids"]]
+    order = np.argsort(lengths, kind="stable")
+    for start in range(0, len(texts), batch_size):
+        picked = order[start : start + batch_size]
+        yield picked, tokenizer([texts[i] for i in picked], truncation=True, max_length=max_seq_length,
+                                padding=True, return_tensors="pt")

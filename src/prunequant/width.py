@@ -8,7 +8,8 @@ columns of its down projection), and ``config`` records that number as the inter
 too. ``FFN_LAYERS`` says where each family keeps its two projections; a family without an entry (ModernBERT's fused
 gated MLP) is refused in one line, as is head pruning outside ``HEAD_FAMILIES``.
 
-Not yet part of the pipeline (issue 38): no params knob or stage calls this module yet.
+Which heads and neurons go: :func:`cut_width` keeps each layer's highest-scoring ones (``prunequant.importance``
+scores them on the unpruned model; a layer-pruned model maps its layers back with ``config.pruned_from_layers``).
 """
 
 from __future__ import annotations
@@ -21,10 +22,21 @@ from torch import nn
 from transformers.pytorch_utils import prune_linear_layer
 
 from prunequant.errors import PrunequantError
+from prunequant.params.prune import Cut
 from prunequant.pruning import LAYER_LISTS
 
-# families whose models implement transformers' prune_heads (DeBERTa-v2 raises NotImplementedError, ModernBERT has none)
-HEAD_FAMILIES = {"bert", "roberta", "xlm-roberta", "electra", "distilbert"}
+# families whose models implement transformers' prune_heads (DeBERTa-v2 raises NotImplementedError, ModernBERT has
+# none) -> the attention output projection inside one layer (its input: every head's output side by side)
+HEAD_FAMILIES: dict[str, str] = {
+    "bert": "attention.output.dense",
+    "roberta": "attention.output.dense",
+    "xlm-roberta": "attention.output.dense",
+    "electra": "attention.output.dense",
+    "distilbert": "attention.out_lin",
+}
+# A width cut keeps a multiple of this many FFN neurons (where the width is one): bitsandbytes' 4-bit CPU kernel needs
+# the down projection's input in whole 64-weight blocks, and GEMM tiles like it too.
+FFN_MULTIPLE = 64
 # model_type -> (up projection, down projection) inside one layer, and the config key of the FFN width
 FFN_LAYERS: dict[str, tuple[str, str, str]] = {
     "bert": ("intermediate.dense", "output.dense", "intermediate_size"),
@@ -85,3 +97,31 @@ def keep_ffn_neurons(model: nn.Module, keep: Mapping[int, Sequence[int]]) -> nn.
         _set(layer, down_path, prune_linear_layer(layer.get_submodule(down_path), index, dim=1))
     setattr(pruned.config, width_key, next(iter(counts)))
     return pruned
+
+
+def cut_width(model: nn.Module, scores: Mapping[str, torch.Tensor], cut: Cut, score: str) -> nn.Module:
+    """A copy of ``model`` keeping ``cut.heads`` percent of every layer's heads and ``cut.ffn`` percent of its FFN
+    neurons: the highest-scoring by ``scores[f"heads.{score}"]`` / ``scores[f"ffn.{score}"]`` ((layers, heads) and
+    (layers, neurons), one row per layer of the unpruned model; ties keep the lower index)."""
+    if getattr(model.config, "pruned_heads", None):
+        raise PrunequantError("base.model: has pruned heads already; width-cut a model whose heads are all there")
+    rows = getattr(model.config, "pruned_from_layers", None) or list(range(getattr(
+        model.config, LAYER_LISTS[model.config.model_type][1])))
+    if cut.heads < 100:
+        table = scores[f"heads.{score}"][rows]
+        total = table.shape[1]
+        keep = cut.kept(total, cut.heads)
+        ranked = [torch.argsort(-row, stable=True).tolist() for row in table]  # most important first
+        model = prune_heads(model, {layer: sorted(order[keep:]) for layer, order in enumerate(ranked)})
+    if cut.ffn < 100:
+        table = scores[f"ffn.{score}"][rows]
+        keep = cut.kept(table.shape[1], cut.ffn, FFN_MULTIPLE)
+        model = keep_ffn_neurons(model, {layer: sorted(torch.argsort(-row, stable=True)[:keep].tolist())
+                                         for layer, row in enumerate(table)})
+    return model
+
+
+def ffn_size(model: nn.Module) -> int | None:
+    """The model's FFN width per layer (its config's), or None for a family without an FFN layout."""
+    layout = FFN_LAYERS.get(getattr(model.config, "model_type", None))
+    return getattr(model.config, layout[2]) if layout else None

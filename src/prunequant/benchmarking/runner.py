@@ -41,10 +41,17 @@ def save_random_model(shape: str, folder: Path, seed: int = 0) -> None:
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    name, layers = parse_shape(shape)
+    from prunequant.width import cut_width
+
+    name, cut = parse_shape(shape)
     torch.manual_seed(seed)
-    config = BertConfig(**{**SHAPES[name], "num_hidden_layers": layers}, vocab_size=30522, num_labels=2)
-    BertForSequenceClassification(config).eval().save_pretrained(folder, safe_serialization=True)
+    config = BertConfig(**{**SHAPES[name], "num_hidden_layers": cut.layers}, vocab_size=30522, num_labels=2)
+    model = BertForSequenceClassification(config).eval()
+    if cut.width:  # random weights: which heads and neurons go makes no difference to the time; the first ones stay
+        scores = {f"{part}.gradient": -torch.arange(size, dtype=torch.float32).expand(cut.layers, size)
+                  for part, size in (("heads", config.num_attention_heads), ("ffn", config.intermediate_size))}
+        model = cut_width(model, scores, cut, "gradient")
+    model.save_pretrained(folder, safe_serialization=True)
     load_tokenizer("minilm-l6").save_pretrained(folder)  # the uncased WordPiece vocabulary of bert-base
 
 

@@ -52,8 +52,8 @@ class Target:
         if (self.precision, self.runtime) not in {(p, r) for _, p, r in REFERENCES}:
             return False
         if self.weights == "random":
-            name, layers = parse_shape(self.folder)
-            return layers == SHAPES[name]["num_hidden_layers"]
+            name, cut = parse_shape(self.folder)
+            return cut.layers == SHAPES[name]["num_hidden_layers"] and not cut.width
         return self.variant.startswith("baseline")
 
     def memory_mb(self) -> float:
@@ -63,9 +63,9 @@ class Target:
         estimate's 17.7; docs/benchmarks.md)."""
         size = self.size_mb
         if self.weights == "random":
-            name, layers = parse_shape(self.folder)
+            name, cut = parse_shape(self.folder)
             shape = SHAPES[name]
-            size = 4 * (layers * 12 * shape["hidden_size"] ** 2 + 30522 * shape["hidden_size"]) / 1e6
+            size = 4 * (cut.layers * 12 * shape["hidden_size"] ** 2 + 30522 * shape["hidden_size"]) / 1e6
         return 3 * size + 250
 
 

@@ -106,7 +106,13 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
             return None
-        (annotation,) = [a for a in options if a is not type(None)]
+        options = [a for a in options if a is not type(None)]
+        if len(options) > 1:  # int | str: a value of one of them as it is
+            if any(isinstance(value, a) for a in options) and not isinstance(value, bool):
+                return value
+            raise PrunequantError(f"params.yaml: {key} must be of type {' or '.join(a.__name__ for a in options)}, "
+                                  f"got {value!r}")
+        (annotation,) = options
     if annotation is dict or typing.get_origin(annotation) is dict:
         if value is None:
             return {}

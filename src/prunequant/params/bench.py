@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from prunequant.errors import PrunequantError, did_you_mean
 from prunequant.params import Section, SettingError, knob, require
+from prunequant.params.prune import Cut, parse_cut
 
 BENCH_WEIGHTS = ("trained", "random")
 GPU_RUNTIMES = ("eager", "cudagraph", "compile")
@@ -43,7 +44,8 @@ class BenchConfig(Section):
     seq_lengths: tuple[int, ...] = knob(ge=1)  # swept at batch size 1 (16: one short sentence)
     full_grid: bool = knob()  # true: every batch size at every sequence length (slow on CPU)
     gpu_runtimes: tuple[str, ...] = knob(choices=GPU_RUNTIMES)  # how PyTorch variants run on CUDA
-    # weights: random only: "<architecture>[:<layers>]", the first layers of each architecture kept
+    # weights: random only: "<architecture>[:<layers>]", the first layers of each architecture kept, or
+    # "<architecture>:<layers>-w<pct>" (prune.keep_layers' syntax) with that share of their heads and FFN neurons
     shapes: tuple[str, ...] = knob()
 
     def __post_init__(self) -> None:
@@ -82,19 +84,22 @@ SHAPES: dict[str, dict[str, int]] = {
 }
 
 
-def parse_shape(text: str, key: str = "bench.shapes") -> tuple[str, int]:
-    """'bert-base-uncased:8' -> ('bert-base-uncased', 8); the layer count defaults to the full depth."""
-    name, _, layers = str(text).partition(":")
+def parse_shape(text: str, key: str = "bench.shapes") -> tuple[str, Cut]:
+    """'bert-base-uncased:8' -> ('bert-base-uncased', Cut(8)); 'bert-base-uncased:8-w50' also halves every kept
+    layer's heads and FFN (prune.keep_layers' syntax); no ':' keeps the full depth."""
+    name, _, cut = str(text).partition(":")
     if name not in SHAPES:
         raise PrunequantError(
             f"params.yaml: {key} names unknown architecture {name!r}{did_you_mean(name, SHAPES)}; "
             f"known: {', '.join(SHAPES)} (write <name> or <name>:<layers>)"
         )
     full = SHAPES[name]["num_hidden_layers"]
-    if not layers:
-        return name, full
-    if not layers.isdigit() or not 1 <= int(layers) <= full:
+    if not cut:
+        return name, Cut(full)
+    try:
+        parsed = parse_cut(int(cut) if cut.isdigit() else cut, key)
+    except SettingError as exc:
+        raise PrunequantError(f"params.yaml: {exc.format_message()}") from None
+    if not 1 <= parsed.layers <= full:
         raise PrunequantError(f"params.yaml: {key} is {text!r}; the layer count after ':' must be 1 to {full}")
-    return name, int(layers)
-
-
+    return name, parsed

@@ -68,18 +68,35 @@ class Bnb4bitSettings(Section):
     compute_dtype: str = knob(choices=("float16", "bfloat16"))  # dtype of the matmuls after dequantization
 
 
-def _bnb_config(kind: str, settings):
+BNB_4BIT_BLOCK = 64  # weights per 4-bit block along a Linear layer's input
+
+
+def _partial_blocks(source: Path) -> list[str]:
+    """The 2-D weights (Linear layers; an embedding listed too is harmless) whose input is not whole 4-bit blocks
+    (a width-pruned attention output projection with 3 heads of 32, say): bitsandbytes' 4-bit CPU kernel cannot run
+    them, so they stay 16-bit. Read off the safetensors headers."""
+    from safetensors import safe_open
+
+    names = []
+    for path in sorted(Path(source).glob("*.safetensors")):
+        with safe_open(path, "pt") as weights:
+            names += [key.removesuffix(".weight") for key in weights.keys() if key.endswith(".weight")
+                      and len(shape := weights.get_slice(key).get_shape()) == 2 and shape[1] % BNB_4BIT_BLOCK]
+    return names
+
+
+def _bnb_config(kind: str, settings, skip: list[str]):
     import torch
     from transformers import BitsAndBytesConfig
 
     if kind == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=SKIP_MODULES)
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=kind,
         bnb_4bit_use_double_quant=settings.double_quant,
         bnb_4bit_compute_dtype=getattr(torch, settings.compute_dtype),
-        llm_int8_skip_modules=SKIP_MODULES,
+        llm_int8_skip_modules=skip,
     )
 
 
@@ -87,8 +104,10 @@ def _bnb_builder(kind: str):
     def build(source: Path, out: Path, settings, context: BuildContext) -> None:
         from transformers import AutoModelForSequenceClassification
 
+        skip = [*SKIP_MODULES, *(_partial_blocks(source) if kind != "int8" else ())]
         model = AutoModelForSequenceClassification.from_pretrained(
-            source, quantization_config=_bnb_config(kind, settings), device_map={"": _device()}, use_safetensors=True
+            source, quantization_config=_bnb_config(kind, settings, skip), device_map={"": _device()},
+            use_safetensors=True
         )
         model.save_pretrained(out, safe_serialization=True)
         _save_tokenizer(source, out)
