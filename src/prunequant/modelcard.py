@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+from prunequant.params import SettingError
+from prunequant.params.prune import parse_cut
 from prunequant.quantization import PRUNEQUANT_LOAD
 from prunequant.splits import SCORED_SPLITS
 
@@ -48,6 +50,19 @@ def _scored_how(scheme, evaluation: dict) -> str:
     return how
 
 
+def _width(variant: str) -> str:
+    """' with 50% of their attention heads and FFN neurons' for a width-cut variant (pruned-4-w50), else ''."""
+    try:
+        cut = parse_cut(variant.removeprefix("pruned-"))
+    except SettingError:
+        return ""
+    if not cut.width:
+        return ""
+    if cut.heads == cut.ffn:
+        return f" with {cut.heads}% of their attention heads and FFN neurons"
+    return f" with {cut.heads}% of their attention heads and {cut.ffn}% of their FFN neurons"
+
+
 def model_card(scheme, settings, evaluation: dict, *, source: str, source_size_mb: float | None, data: str,
                folder: str, label_names: tuple[str, ...] = ()) -> str:
     """Markdown for ``<artifact>/README.md``; ``evaluation`` is the evaluate JSON of this artifact."""
@@ -65,7 +80,8 @@ def model_card(scheme, settings, evaluation: dict, *, source: str, source_size_m
         f"# {evaluation['variant']} · {scheme.name}",
         "",
         f"{scheme.name}: {scheme.summary}. Made by prunequant from `{source}` "
-        f"({evaluation['layers']} layers of `{evaluation['model']}`, fine-tuned on `{data}`{_trained_in(evaluation)}); "
+        f"({evaluation['layers']} layers of `{evaluation['model']}`{_width(evaluation['variant'])}, fine-tuned on "
+        f"`{data}`{_trained_in(evaluation)}); "
         "meant to run on "
         f"{'a CUDA GPU' if scheme.device == 'cuda' else 'a CPU'}.",
         "",

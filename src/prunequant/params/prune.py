@@ -94,13 +94,25 @@ class PruneConfig(Section):
 
 @dataclass(frozen=True)
 class CompareConfig(Section):
-    """Each strategy cuts to keep_layers, then re-finetunes with and without distillation."""
+    """`make compare-strategies`: each strategy cuts to keep_layers, then re-finetunes with and without distillation.
+    `make compare-widths`: each of ``cuts`` (depth, width or both) re-finetunes with distillation, is quantized with
+    ``scheme`` and timed against the baseline."""
 
     keep_layers: int = knob(ge=1)
     strategies: tuple[str, ...] = knob(choices=tuple(s for s in PRUNE_STRATEGIES if s != "explicit"))
+    cuts: tuple[int | str, ...] = knob()  # prune.keep_layers' syntax
+    scheme: str = knob()  # a CPU INT8 scheme of quantize.schemes (checked by the stage that builds it)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        names = [parse_cut(entry, "cuts").name for entry in self.cuts]
+        require(bool(names), "cuts", "must list at least one cut, e.g. [3, 4-w50]")
+        require(len(set(names)) == len(names), "cuts", f"lists a cut twice: {names}")
         require(bool(self.strategies), "strategies", "must list at least one strategy, e.g. [sensitivity]")
         require(len(set(self.strategies)) == len(self.strategies), "strategies",
                 f"lists a strategy twice: {list(self.strategies)}")
+
+    @property
+    def cut_list(self) -> tuple[Cut, ...]:
+        """One :class:`Cut` per entry of ``cuts``."""
+        return tuple(parse_cut(entry, "compare.cuts") for entry in self.cuts)
