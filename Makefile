@@ -11,7 +11,7 @@ endif
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup check quick repro finetune compare-strategies bench-cpu bench-cpu-shapes bench-gpu bench-gpu-shapes test test-fast lint dvc-files metrics plots \
+.PHONY: help setup check quick repro finetune compare-strategies compare-widths bench-cpu bench-cpu-shapes bench-gpu bench-gpu-shapes test test-fast lint dvc-files metrics plots \
 	docker-build docker-quick docker-repro docker-bench-gpu docker-test exp push pull
 
 help: ## List the targets
@@ -52,6 +52,9 @@ finetune: setup check ## Fine-tune the baseline only (dvc repro finetune); NPROC
 compare-strategies: setup check ## Every pruning strategy, with and without distillation -> metrics/strategies.csv
 	dvc repro strategies/dvc.yaml
 
+compare-widths: setup check ## Depth vs width (compare.cuts) at equal CPU latency -> metrics/widths.csv, reports/widths.md
+	dvc repro widths/dvc.yaml
+
 bench-cpu: setup ## Time every CPU variant (builds what is missing) -> metrics/bench/cpu.csv, reports/bench-cpu.md
 	dvc repro bench/dvc.yaml:bench-cpu
 
@@ -60,7 +63,7 @@ bench-gpu: setup ## Time every GPU variant -> metrics/bench/gpu.csv (a message a
 		dvc repro bench/dvc.yaml:bench-gpu; \
 	else echo "bench-gpu: no CUDA device on this machine: nothing timed, metrics/bench/gpu.csv left as it was"; fi
 
-bench-cpu-shapes: setup ## bert-base 12 vs 8 and bert-large 24 vs 16 layers, random weights, FP32 eager and INT8 runtimes, on the CPU -> metrics/bench/cpu-shapes.csv
+bench-cpu-shapes: setup ## bert-base 12 vs 8 (and 8 at half width), bert-large 24 vs 16 (and 16-w50) layers, random weights, FP32 eager and INT8 runtimes, on the CPU -> metrics/bench/cpu-shapes.csv
 	dvc repro prepare
 	python stages/bench.py --device cpu --weights random --name cpu-shapes --summary reports/bench-cpu-shapes.md \
 		--schemes onnx-int8-dynamic,openvino-int8-static --points 1x16,1x128

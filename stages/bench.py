@@ -6,6 +6,7 @@ import click
 
 from prunequant.benchmarking.table import COLUMNS, bench_summary_table, depth_section, rows_frame
 from prunequant.benchmarking.targets import (
+    compare_targets,
     make_jobs,
     parse_points,
     random_targets,
@@ -19,7 +20,7 @@ from prunequant.io import write_json, write_text
 from prunequant.params import load
 from prunequant.params.base import BaseConfig
 from prunequant.params.bench import BENCH_WEIGHTS, BenchConfig
-from prunequant.params.prune import PruneConfig
+from prunequant.params.prune import CompareConfig, PruneConfig
 from prunequant.params.quantize import QuantizeConfig, check_scheme_name
 from prunequant.params.report import ReportConfig
 from prunequant.splits import load_split, model_inputs
@@ -42,16 +43,19 @@ from prunequant.variants import bench_points, split_stale, variant_table, with_s
               "besides FP32, e.g. onnx-int8-dynamic,openvino-int8-static.")
 @click.option("--points", default=None, help="Time only these points instead of bench's grid, e.g. 1x16,1x128 "
               "(batch x tokens).")
+@click.option("--widths", is_flag=True, help="`make compare-widths`: time the baseline and each of compare.cuts "
+              "(models/widths/) in compare.scheme instead of the pipeline's variants.")
 @click.option("--results", "results_path", type=click.Path(path_type=Path), default="metrics/results.csv",
               show_default=True, help="The pipeline's accuracies: which variants the final rounds decide between.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="Parameters file.")
 def main(device: str, data_dir: Path, models_dir: Path, out_dir: Path, name: str | None, summary: Path | None,
-         weights: str | None, schemes: str | None, points: str | None, results_path: Path, params_path: str) -> None:
+         weights: str | None, schemes: str | None, points: str | None, widths: bool, results_path: Path,
+         params_path: str) -> None:
     """Write one row per (variant, runtime, batch size, sequence length) and print the summary table."""
     import torch
 
     params = load(params_path, base=BaseConfig, prune=PruneConfig, quantize=QuantizeConfig, bench=BenchConfig,
-                  report=ReportConfig)
+                  report=ReportConfig, compare=CompareConfig)
     only = tuple(check_scheme_name(s.strip(), "--schemes") for s in schemes.split(",")) if schemes else ()
     if points:
         params.bench = params.bench.with_points(parse_points(points))
@@ -66,7 +70,10 @@ def main(device: str, data_dir: Path, models_dir: Path, out_dir: Path, name: str
     weights = weights or params.bench.weights
     threads = params.bench.threads or usable_cores()
     texts = model_inputs(load_split(data_dir, "test"))  # sentences, or pairs
-    if weights == "random":
+    if widths:
+        check_scheme_name(params.compare.scheme, "compare.scheme")
+        targets = compare_targets(models_dir, params, device)
+    elif weights == "random":
         targets = random_targets(params, device, only)
     else:
         targets = trained_targets(models_dir, params, device)
@@ -76,7 +83,7 @@ def main(device: str, data_dir: Path, models_dir: Path, out_dir: Path, name: str
                f"{bench.rounds} interleaved rounds")
     start = cpu_times()
     final = None
-    if weights == "trained" and bench.final_rounds:
+    if weights == "trained" and bench.final_rounds and not widths:
         final = final_contenders(jobs, results_path, params, device)
     frame = rows_frame(run_jobs(jobs, click.echo, rounds=bench.rounds, seed=params.base.seed,
                                 max_memory_mb=bench.max_memory_mb, final=final, final_rounds=bench.final_rounds))
@@ -89,7 +96,8 @@ def main(device: str, data_dir: Path, models_dir: Path, out_dir: Path, name: str
                                 wide=(max(batch_sizes), bench.batch_seq_length))
     if weights == "random":  # each architecture against its cuts in their fastest INT8 runtime
         table += "\n\n" + "\n".join(depth_section(frame, csv, None, point=(1, seqs[-1])))
-    command = f"make bench-{'gpu' if device == 'cuda' else 'cpu'}"
+    command = "make compare-widths" if widths else \
+        f"make bench-{'gpu' if device == 'cuda' else 'cpu'}{'-shapes' if weights == 'random' else ''}"
     final_text = (f" Then the variants the latency recommendation hinges on (the {bench.final_contenders} fastest "
                   f"eligible on validation by results.csv, and on CPU the two fastest off-the-shelf INT8 of the "
                   f"unpruned model) were loaded again with the references and timed side by side "

@@ -57,8 +57,11 @@ def main(model_dir: Path, sensitivity_csv: Path, blocks_csv: Path, scores_path: 
             blocks = angular_blocks(pd.read_csv(table_csv), cfg.pooling)
         else:
             order = importance_order(pd.read_csv(table_csv), cfg.strategy, cfg.pooling)
-    drop = layers_to_drop(cfg.strategy, total, cut.layers, importance_order=order, blocks=blocks,
-                          explicit=cfg.drop_layers)
+    if cut.width and cut.layers == total:  # a width cut of every layer (6-w50 of 6): no layer goes
+        drop = []
+    else:
+        drop = layers_to_drop(cfg.strategy, total, cut.layers, importance_order=order, blocks=blocks,
+                              explicit=cfg.drop_layers)
     pruned = drop_layers(model, drop)
     width = ""
     if cut.width:

@@ -42,7 +42,8 @@ def tiny_frame(rows_per_label: int = 40) -> pd.DataFrame:
 
 
 REPO = Path(__file__).resolve().parents[1]
-DVC_FILES = ("dvc.yaml", "strategies/dvc.yaml", "bench/dvc.yaml", "machine/dvc.yaml")  # every pipeline file
+DVC_FILES = ("dvc.yaml", "strategies/dvc.yaml", "widths/dvc.yaml", "bench/dvc.yaml",
+             "machine/dvc.yaml")  # every pipeline file
 STAGE_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PRUNEQUANT_DEBUG": "0"}
 
 

@@ -222,6 +222,32 @@ def test_cpu_targets_are_every_cpu_artifact_with_a_note_for_missing_ones(tmp_pat
     assert targets[1].note.startswith("n/a:") and "not built" in targets[1].note
 
 
+def test_compare_widths_times_the_baseline_references_and_every_cut_in_the_compare_scheme(tmp_path, tiny_model_dir):
+    raw = params_dict()
+    raw["compare"].update({"cuts": [1, "2-w50"], "scheme": "onnx-int8-dynamic"})
+    raw["bench"]["fixed_shapes"] = False
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "baseline").symlink_to(tiny_model_dir)
+    targets = bench.compare_targets(models, params_from_dict(raw), "cpu")
+    assert [(t.variant, t.runtime, Path(t.folder).relative_to(models).as_posix()) for t in targets] == [
+        ("baseline", "eager", "baseline"),
+        ("baseline-onnx-int8-dynamic", "onnxruntime", "quantized/baseline-onnx-int8-dynamic"),
+        ("pruned-1-onnx-int8-dynamic", "onnxruntime", "widths/quantized/pruned-1-onnx-int8-dynamic"),
+        ("pruned-2-w50-onnx-int8-dynamic", "onnxruntime", "widths/quantized/pruned-2-w50-onnx-int8-dynamic")]
+    assert targets[0].note == "" and "not built" in targets[3].note
+    assert targets[0].is_reference() and not targets[3].is_reference()
+
+
+def test_a_width_cut_at_full_depth_is_never_the_reference():
+    rows = pd.DataFrame([{**dict.fromkeys(bench_table.COLUMNS), "variant": v, "precision": "fp32", "runtime": "eager",
+                          "layers": 6, "device": "cpu", "family": "m", "batch_size": 1, "seq_len": 16,
+                          "latency_ms_p50": ms, "round_p50s_ms": str(ms), "round_ids": "0"}
+                         for v, ms in (("pruned-6-w50", 1.0), ("baseline", 4.0))])
+    ratios = bench_table.with_ratios(rows).set_index("variant").ratio_fp32
+    assert ratios.to_dict() == {"pruned-6-w50": 0.25, "baseline": 1.0}
+
+
 def test_gpu_targets_run_each_torch_variant_in_every_runtime_and_skip_cpu_only_ones(tmp_path, tiny_model_dir):
     params = tiny_params()
     models = tmp_path / "models"

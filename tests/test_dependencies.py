@@ -66,7 +66,7 @@ def test_stage_declares_exactly_the_code_it_runs(stage):
 # Options whose value a stage writes; every other path in a command (data/prepared, models/x, predictions/x, ...)
 # is read, so it must be a dep: DVC orders stages and reruns them by their deps alone.
 OUTPUT_OPTIONS = {"--out", "--metrics", "--predictions", "--live", "--csv", "--png", "--summary", "--markdown",
-                  "--recommendations"}
+                  "--recommendations", "--table"}
 
 
 def paths_read_by(stage) -> set[str]:

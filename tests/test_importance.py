@@ -127,3 +127,23 @@ def test_tables_summarise_the_scores(tokenizer, tmp_path):
     assert ((ffn.gradient_top25 >= 0.25) & (ffn.gradient_top50 >= ffn.gradient_top25)
             & (ffn.gradient_top50 <= 1)).all()
     assert np.isfinite(ffn.spearman).all()
+
+
+@pytest.mark.parametrize(("entry", "layers", "heads_left", "ffn"), [("2-w50", 2, 1, 18), ("1-f25", 1, 2, 9)])
+def test_the_prune_stage_cuts_width_at_full_depth_and_below(tmp_path, tiny_model_dir, entry, layers, heads_left,
+                                                            ffn):
+    """The tiny model has 2 layers of 2 heads and 37 FFN neurons; 2-w50 keeps every layer (none dropped)."""
+    from safetensors.torch import save_file
+    from transformers import AutoConfig
+
+    from .conftest import invoke_stage, write_params
+
+    write_params(tmp_path / "params.yaml")
+    save_file({"heads.gradient": torch.rand(2, 2), "ffn.gradient": torch.rand(2, 37)}, tmp_path / "scores.safetensors")
+    args = ["--model", str(tiny_model_dir), "--sensitivity", "none.csv", "--blocks", "none.csv",
+               "--scores", "scores.safetensors", "--keep-layers", entry, "--out", "pruned"]
+    result = invoke_stage(tmp_path, "prune", *args)
+    assert result.exit_code == 0, result.output
+    config = AutoConfig.from_pretrained(tmp_path / "pruned")
+    assert config.num_hidden_layers == layers and config.intermediate_size == ffn
+    assert all(2 - len(config.pruned_heads.get(i, [])) == heads_left for i in range(layers))

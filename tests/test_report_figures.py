@@ -342,6 +342,41 @@ def test_the_report_sets_the_shapes_depth_comparison_next_to_the_study(bench_dir
             "| 0.100 (0.100-0.100) | 420.02 -> 144.11 ms = 0.34x |") in report
 
 
+def test_a_width_cut_shape_gets_its_own_row_and_never_stands_in_for_the_depth_cut(bench_dir, tmp_path):
+    rows = [{**bench_row(variant, precision, runtime, layers, 1, 128, ms), "family": "bert-base-uncased",
+             "weights": "random", "latency_ms_best": ms, "latency_ms_worst": ms,
+             "round_p50s_ms": f"{ms};{ms}", "round_ids": "0;1"}
+            for variant, precision, runtime, layers, ms in [
+                ("bert-base-uncased", "fp32", "eager", 12, 100.0),
+                ("bert-base-uncased:8-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 8, 11.0),
+                ("bert-base-uncased:8-w50-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 8, 6.0)]]
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(bench_dir / "cpu-shapes.csv", index=False)
+    out = tmp_path / "reports"
+    write_report(RESULTS, bench_dir, out, all_params())
+    report = (out / "report.md").read_text()
+    assert ("| bert-base-uncased (12 layers) | 100.00 | 8 layers, onnx-int8-dynamic (onnxruntime) | 11.00 "
+            "| 0.110") in report
+    assert ("| bert-base-uncased (12 layers) | 100.00 | 8 layers at 50% of the attention heads and FFN neurons "
+            "(8-w50), onnx-int8-dynamic (onnxruntime) | 6.00 | 0.060") in report
+
+
+def test_the_report_shows_the_head_heat_map_and_the_ffn_summary(bench_dir, tmp_path):
+    from prunequant.report import width_markdown
+
+    ffn = pd.DataFrame({"layer": [0, 1], "neurons": [1536, 1536], "gradient_top25": [0.45, 0.5],
+                        "gradient_top50": [0.7, 0.74], "activation_top25": [0.4, 0.39],
+                        "activation_top50": [0.64, 0.63], "spearman": [0.32, 0.58]})
+    params = all_params(prune={"keep_layers": [4, "4-w50"], "width_score": "activation"})
+    lines = width_markdown(ffn, {"gradient_seconds": 11.3, "activation_seconds": 5.8}, params.prune)
+    out = tmp_path / "reports"
+    write_report(RESULTS, bench_dir, out, params, width=lines)
+    report = (out / "report.md").read_text()
+    assert "![Attention-head importance](heads.png)" in report
+    assert "by `prune.width_score: activation` (in use: `pruned-4-w50`). Cost on this machine: gradient 11.3 s, " \
+           "activation 5.8 s." in report
+    assert "| 1 | 1536 | 50% | 74% | 39% | 63% | +0.58 |" in squeezed(report)
+
+
 def test_the_cpu_pick_is_set_against_the_fastest_off_the_shelf_int8_of_the_unpruned_model(bench_dir):
     table = table_from(bench_dir)
     assert picks(table, 1.5)["CPU latency"].variant == "pruned-3-onnx-int8-dynamic"  # the 4-bit one loses 2.2 pts

@@ -1,5 +1,5 @@
-"""The pipeline files (``dvc.yaml``, ``strategies/``, ``bench/`` and ``machine/dvc.yaml``), written from one
-description per stage, or per family of stages, in :data:`FILES`.
+"""The pipeline files (``dvc.yaml``, ``strategies/``, ``widths/``, ``bench/`` and ``machine/dvc.yaml``), written
+from one description per stage, or per family of stages, in :data:`FILES`.
 
 What a description leaves out is computed: a stage's code deps are its script's import closure inside
 ``src/prunequant`` (:mod:`prunequant.codegraph`), plus its scheme family's module for a quantize stage. So no
@@ -7,7 +7,7 @@ deps list is kept by hand, and a code change reruns exactly the stages that run 
 are one description instantiated per family of ``quantize.schemes`` (:data:`FAMILIES`), for the baseline and for
 the pruned models.
 
-``python -m prunequant.dvcfiles`` (``make dvc-files``) writes the four files; ``--check`` exits 1 if a committed
+``python -m prunequant.dvcfiles`` (``make dvc-files``) writes the five files; ``--check`` exits 1 if a committed
 one differs from what it would write (the test suite runs it). Edit the description here, never the output.
 """
 
@@ -233,6 +233,71 @@ def strategies() -> dict:
     return {"vars": ["../params.yaml"], "stages": stages}
 
 
+WIDTHS = "models/widths/pruned-${item}"
+WIDTH_ART = "pruned-${item}-${compare.scheme}"
+
+
+def widths() -> dict:
+    """widths/dvc.yaml: `make compare-widths`."""
+    cuts = "${compare.cuts}"
+    stages = {
+        "prune": foreach(cuts, stage(
+            f"""python stages/prune.py --model models/baseline --sensitivity metrics/sensitivity.csv
+            --blocks metrics/sensitivity-blocks.csv --scores data/importance.safetensors --keep-layers ${{item}}
+            --out {WIDTHS}-raw""",
+            ["models/baseline", "metrics/sensitivity.csv", "metrics/sensitivity-blocks.csv",
+             "data/importance.safetensors"],
+            wdir="..", params=["prune.strategy", "prune.drop_layers", "prune.pooling", "prune.width_score"],
+            outs=[f"{WIDTHS}-raw"])),
+        "refinetune": foreach(cuts, stage(
+            f"""python stages/refinetune.py --data data/prepared --model {WIDTHS}-raw --teacher models/baseline
+            --transfer data/transfer.parquet --out {WIDTHS} --live metrics/widths/refinetune/pruned-${{item}}""",
+            ["data/prepared", "data/transfer.parquet", MACHINE_JSON, f"{WIDTHS}-raw", "models/baseline"],
+            wdir="..", params=["base", "refinetune"], outs=[WIDTHS],
+            metrics=nocache("metrics/widths/refinetune/pruned-${item}/metrics.json"))),
+        "evaluate": foreach(cuts, stage(
+            f"""python stages/evaluate.py --data data/prepared --model {WIDTHS} --variant pruned-${{item}}
+            --reference predictions/baseline-fp32 --metrics metrics/widths/evaluate/pruned-${{item}}-fp32.json
+            --predictions predictions/widths/pruned-${{item}}-fp32""",
+            ["data/prepared", WIDTHS, "predictions/baseline-fp32"],
+            wdir="..", params=["base.model", "base.max_seq_length", "evaluate"],
+            outs=["predictions/widths/pruned-${item}-fp32"],
+            metrics=nocache("metrics/widths/evaluate/pruned-${item}-fp32.json"))),
+        "quantize": foreach(cuts, stage(
+            f"""python stages/quantize.py --data data/prepared --model {WIDTHS} --variant pruned-${{item}}
+            --scheme ${{compare.scheme}} --reference predictions/widths/pruned-${{item}}-fp32
+            --baseline predictions/baseline-fp32 --out models/widths/quantized/{WIDTH_ART}
+            --metrics metrics/widths/evaluate/{WIDTH_ART}.json --predictions predictions/widths/{WIDTH_ART}""",
+            ["data/prepared", MACHINE_JSON, WIDTHS, "predictions/widths/pruned-${item}-fp32",
+             "predictions/baseline-fp32"],
+            family="onnx", wdir="..",
+            params=["base", "evaluate", "compare.scheme", "quantize.settings.${compare.scheme}"],
+            outs=[f"models/widths/quantized/{WIDTH_ART}", f"predictions/widths/{WIDTH_ART}"],
+            metrics=nocache(f"metrics/widths/evaluate/{WIDTH_ART}.json"))),
+        "bench": stage(
+            """python stages/bench.py --device cpu --widths --points 1x16,1x128 --out metrics/widths
+            --name bench --summary reports/widths-bench.md""",
+            ["data/prepared", "models/baseline", "models/quantized", "models/widths/quantized"],
+            comment="Timed on every run (always_changed): the baseline in FP32 and in compare.scheme, and every cut "
+                    "in compare.scheme, in interleaved rounds (bench's knobs), at one short and one long sentence.",
+            wdir="..", always_changed=True, params=["base.model", "compare", "quantize", "bench"],
+            outs=nocache("metrics/widths/bench.csv", "metrics/widths/bench-machine.json", "reports/widths-bench.md")),
+        "compare": stage(
+            """python stages/compare_widths.py --bench metrics/widths/bench.csv
+            --machine metrics/widths/bench-machine.json --evaluations metrics/widths/evaluate
+            --baseline metrics/evaluate/baseline-fp32.json
+            --baseline-artifact metrics/evaluate/baseline-${compare.scheme}.json
+            --predictions predictions --table metrics/widths.csv --markdown reports/widths.md
+            --png reports/widths.png""",
+            ["metrics/widths/bench.csv", "metrics/widths/bench-machine.json", "metrics/widths/evaluate",
+             "metrics/evaluate/baseline-fp32.json", "metrics/evaluate/baseline-${compare.scheme}.json",
+             "predictions/widths", "predictions/baseline-${compare.scheme}"],
+            wdir="..", params=["evaluate.confidence_level", "base.model", "compare"],
+            outs=nocache("metrics/widths.csv", "reports/widths.md", "reports/widths.png")),
+    }
+    return {"vars": ["../params.yaml"], "stages": stages}
+
+
 def bench() -> dict:
     """bench/dvc.yaml: `make bench-cpu` / `make bench-gpu`."""
     body = dict(wdir="..", always_changed=True, params=[
@@ -259,6 +324,15 @@ FILES = {
         "metrics/strategies.csv gets one row per (strategy, training) and split. Apart from the root dvc.yaml so that "
         "the default `dvc repro` runs only params.yaml's variants; it reuses the root pipeline's baseline, sensitivity "
         "and data. Paths are relative to the repository root (wdir: ..).", strategies),
+    "widths/dvc.yaml": (
+        "`make compare-widths` (= `dvc repro widths/dvc.yaml`): depth against width at equal latency. Every cut in "
+        "compare.cuts (layers only, heads and FFN neurons only, or both; prune.keep_layers' syntax) is cut from the "
+        "baseline, re-finetuned as refinetune says (with distillation), scored, quantized with compare.scheme, and "
+        "timed against the baseline on this machine's CPU; metrics/widths.csv and reports/widths.md compare each cut "
+        "with the depth-only cut of nearest latency (paired tests on the same sentences), reports/widths.png plots "
+        "accuracy against latency, one line per family of cuts. Apart from the root dvc.yaml so that the default "
+        "`dvc repro` stays lean; it reuses the root pipeline's baseline, sensitivity scores and data. Paths are "
+        "relative to the repository root (wdir: ..).", widths),
     "bench/dvc.yaml": (
         "`make bench-cpu` / `make bench-gpu` (= `dvc repro bench/dvc.yaml:bench-<device>`): time every model and "
         "artifact of the root pipeline that runs on that device -> metrics/bench/<cpu|gpu>.csv, the machine in "
@@ -402,7 +476,8 @@ def render(path: str) -> str:
 @click.command()
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if a committed file differs from its description.")
 def main(check: bool) -> None:
-    """Write dvc.yaml, strategies/dvc.yaml, bench/dvc.yaml and machine/dvc.yaml from their descriptions."""
+    """Write dvc.yaml, strategies/dvc.yaml, widths/dvc.yaml, bench/dvc.yaml and machine/dvc.yaml from their
+    descriptions."""
     stale = []
     for path in FILES:
         text, target = render(path), REPO / path

@@ -51,16 +51,12 @@ def _scored_how(scheme, evaluation: dict) -> str:
 
 
 def _width(variant: str) -> str:
-    """' with 50% of their attention heads and FFN neurons' for a width-cut variant (pruned-4-w50), else ''."""
+    """' with 50% of the attention heads and FFN neurons' for a width-cut variant (pruned-4-w50), else ''."""
     try:
         cut = parse_cut(variant.removeprefix("pruned-"))
     except SettingError:
         return ""
-    if not cut.width:
-        return ""
-    if cut.heads == cut.ffn:
-        return f" with {cut.heads}% of their attention heads and FFN neurons"
-    return f" with {cut.heads}% of their attention heads and {cut.ffn}% of their FFN neurons"
+    return f" with {cut.width_text}" if cut.width else ""
 
 
 def model_card(scheme, settings, evaluation: dict, *, source: str, source_size_mb: float | None, data: str,

@@ -3,6 +3,7 @@ same run. Read by the report as well as written by the benchmark, so it imports 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 COLUMNS = [
@@ -18,6 +19,18 @@ COLUMNS = [
 # label) at the first batch-1 point; artifact_md5: the DVC hash of the artifact folder timed.
 
 REFERENCES = (("fp32", "fp32", "eager"), ("ort_int8", "onnx-int8-dynamic", "onnxruntime"))
+# a variant cut in width (pruned-6-w50, bert-base-uncased:12-w50): never a reference, even at full depth
+_WIDTH_CUT = re.compile(r"(^pruned-|:)\d+-[whf]\d")
+
+
+def source_of(variant: str, precision: str) -> str:
+    """The model a row timed, without its scheme: 'bert-base-uncased:8-w50-onnx-int8-dynamic' ->
+    'bert-base-uncased:8-w50'."""
+    return variant if precision == "fp32" else variant.removesuffix(f"-{precision}")
+
+
+def is_width_cut(variant: str) -> bool:
+    return bool(_WIDTH_CUT.search(variant))
 
 
 def rows_frame(rows: list[dict]):
@@ -88,6 +101,7 @@ def with_ratios(frame):
             for suffix in ("", "_low", "_high"):
                 frame[column + suffix] = float("nan")
             continue
+        ref = ref[~ref.variant.map(is_width_cut)]
         ref = ref[ref.layers == ref.groupby("family").layers.transform("max")]
         ref = ref[["family", "device", "batch_size", "seq_len", "latency_ms_best", "latency_ms_worst",
                    "round_p50s_ms", "round_ids"]].rename(columns={
@@ -165,16 +179,20 @@ def depth_comparison(frame, point: tuple[int, int]) -> list[dict]:
     at = frame[(frame.batch_size == point[0]) & (frame.seq_len == point[1]) & frame.latency_ms_best.notna()]
     out = []
     for family, rows in at.groupby("family", sort=False):
-        full = rows[(rows.precision == "fp32") & (rows.runtime == "eager")]
+        rows = rows.assign(source=[source_of(v, p) for v, p in zip(rows.variant, rows.precision, strict=True)],
+                           width=rows.variant.map(is_width_cut))
+        full = rows[(rows.precision == "fp32") & (rows.runtime == "eager") & ~rows.width]
         full = full[full.layers == full.layers.max()]
-        cuts = rows[(rows.layers < rows.layers.max()) & rows.precision.str.contains("int8")]
-        if full.empty or cuts.empty:
+        if full.empty:
             continue
         reference = full.iloc[0]
-        for layers, group in cuts.groupby("layers", sort=True):
+        cuts = rows[((rows.layers < reference.layers) | rows.width) & rows.precision.str.contains("int8")]
+        for source, group in sorted(cuts.groupby("source"), key=lambda item: (-item[1].layers.iloc[0], item[0])):
             fastest = group.sort_values("latency_ms_best").iloc[0]
+            cut = source.rpartition(":")[2] if ":" in source else str(int(fastest.layers))
             out.append({"family": family, "full_layers": int(reference.layers), "fp32_ms": reference.latency_ms_best,
-                        "layers": int(layers), "precision": fastest.precision, "runtime": fastest.runtime,
+                        "layers": int(fastest.layers), "cut": cut, "precision": fastest.precision,
+                        "runtime": fastest.runtime,
                         "ms": fastest.latency_ms_best, "ratio": fastest.ratio_fp32, "ratio_low": fastest.ratio_fp32_low,
                         "ratio_high": fastest.ratio_fp32_high})
     return out
@@ -187,6 +205,7 @@ def depth_section(frame, source: Path, study: Path | None, point: tuple[int, int
     if not rows:
         return []
     from prunequant.errors import PrunequantError
+    from prunequant.params.prune import parse_cut
 
     if study is not None and not study.is_file():
         raise PrunequantError(f"{study}: not found (--study: the original study's figures); restore it from git")
@@ -201,10 +220,13 @@ def depth_section(frame, source: Path, study: Path | None, point: tuple[int, int
              "|---|---:|---|---:|---:|---:|"]
     for r in rows:
         match = known[(known.family == r["family"]) & (known.full_layers == r["full_layers"])
-                      & (known.layers == r["layers"])]
+                      & (known.layers.astype(str) == r["cut"])]
         theirs = "" if match.empty else (f"{match.fp32_ms.iloc[0]:.2f} -> {match.pruned_int8_ms.iloc[0]:.2f} ms = "
                                          f"{match.pruned_int8_ms.iloc[0] / match.fp32_ms.iloc[0]:.2f}x")
-        lines.append(f"| {r['family']} ({r['full_layers']} layers) | {r['fp32_ms']:.2f} | {r['layers']} layers, "
+        cut = parse_cut(int(r["cut"]) if r["cut"].isdigit() else r["cut"])
+        width = f" at {cut.width_text} ({cut.name})" if cut.width else ""
+        lines.append(f"| {r['family']} ({r['full_layers']} layers) | {r['fp32_ms']:.2f} | {r['layers']} layers{width}, "
                      f"{r['precision']} ({r['runtime']}) | {r['ms']:.2f} "
                      f"| {r['ratio']:.3f} ({spread_text(r['ratio_low'], r['ratio_high'])}) | {theirs} |")
     return lines + [""]
+

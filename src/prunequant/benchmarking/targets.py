@@ -79,31 +79,48 @@ def runtimes_for(scheme, device: str, bench: BenchConfig) -> tuple[str, ...]:
 
 def trained_targets(models: Path, params, device: str) -> list[Target]:
     """Every model and artifact the pipeline built that runs on ``device``; skipped ones are named."""
+    sources = ["baseline"] + [f"pruned-{n}" for n in params.prune.keep_layers]
+    return folder_targets([(source, name, models / source if name == "fp32" else
+                            models / "quantized" / f"{source}-{name}")
+                           for source in sources for name in ("fp32", *params.quantize.names)], params, device)
+
+
+def compare_targets(models: Path, params, device: str) -> list[Target]:
+    """`make compare-widths`: the unpruned baseline in FP32 and in compare.scheme (the references, the root
+    pipeline's), and every cut of compare.cuts in compare.scheme (``models/widths/``)."""
+    scheme = params.compare.scheme
+    cuts = [f"pruned-{cut.name}" for cut in params.compare.cut_list]
+    return folder_targets([("baseline", "fp32", models / "baseline"),
+                           ("baseline", scheme, models / "quantized" / f"baseline-{scheme}"),
+                           *((cut, scheme, models / "widths" / "quantized" / f"{cut}-{scheme}") for cut in cuts)],
+                          params, device)
+
+
+def folder_targets(folders: list[tuple[str, str, Path]], params, device: str) -> list[Target]:
+    """(source model, scheme, folder) -> its targets in each runtime that runs on ``device``; a folder that is not
+    built, or was built as n/a, gives rows that say why."""
     schemes = every_scheme()
     family = params.base.model
-    sources = ["baseline"] + [f"pruned-{n}" for n in params.prune.keep_layers]
     targets: list[Target] = []
     identity: dict[Path, tuple[str, float]] = {}  # each folder hashed once, whatever its runtimes
-    for source in sources:
-        for name in ("fp32", *params.quantize.names):
-            scheme = schemes[name]
-            if not scheme.timed_on(device):
-                continue
-            folder = models / source if name == "fp32" else models / "quantized" / f"{source}-{name}"
-            variant = source if name == "fp32" else f"{source}-{name}"
-            manifest = read_manifest(folder) if folder.is_dir() else None
-            note = ""
-            if not (folder / "config.json").is_file():
-                note = f"n/a: {folder} not built; run `dvc repro`"
-            elif manifest and manifest.get("status", "ok").startswith("n/a: needs"):
-                note = f"{manifest['status']} (built on another machine; `dvc repro` rebuilds it here)"
-            elif manifest and manifest.get("status", "ok") != "ok":
-                note = manifest["status"]  # what a library cannot do for this model family
-            if not note and folder not in identity:
-                identity[folder] = folder_md5(folder), model_size_mb(folder)
-            md5, size = identity.get(folder, ("", 0.0))
-            for runtime in runtimes_for(scheme, device, params.bench):
-                targets.append(Target(variant, name, runtime, device, family, str(folder), "trained", note, md5, size))
+    for source, name, folder in folders:
+        scheme = schemes[name]
+        if not scheme.timed_on(device):
+            continue
+        variant = source if name == "fp32" else f"{source}-{name}"
+        manifest = read_manifest(folder) if folder.is_dir() else None
+        note = ""
+        if not (folder / "config.json").is_file():
+            note = f"n/a: {folder} not built; run `dvc repro`"
+        elif manifest and manifest.get("status", "ok").startswith("n/a: needs"):
+            note = f"{manifest['status']} (built on another machine; `dvc repro` rebuilds it here)"
+        elif manifest and manifest.get("status", "ok") != "ok":
+            note = manifest["status"]  # what a library cannot do for this model family
+        if not note and folder not in identity:
+            identity[folder] = folder_md5(folder), model_size_mb(folder)
+        md5, size = identity.get(folder, ("", 0.0))
+        for runtime in runtimes_for(scheme, device, params.bench):
+            targets.append(Target(variant, name, runtime, device, family, str(folder), "trained", note, md5, size))
     return targets
 
 

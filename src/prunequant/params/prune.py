@@ -7,12 +7,14 @@ import re
 from dataclasses import dataclass
 
 from prunequant.params import Section, SettingError, knob, require
+from prunequant.params.quantize import SCHEME_FAMILY
 
 PRUNE_STRATEGIES = ("sensitivity", "block-influence", "angular", "top", "bottom", "alternate", "explicit")
 POOLINGS = ("mean", "cls")  # tokens the label-free scores average over: every non-padding one, or the first
 # how heads and FFN neurons are ranked (prunequant.importance): the head-mask / first-order Taylor gradient on labelled
 # validation sentences, or the norm of what each adds to the residual stream (label-free)
 WIDTH_SCORES = ("gradient", "activation")
+COMPARE_SCHEMES = tuple(name for name, family in SCHEME_FAMILY.items() if family == "onnx")  # make compare-widths
 
 _CUT = re.compile(r"(?P<layers>\d+)(?:-w(?P<width>\d+)|(?:-h(?P<heads>\d+))?(?:-f(?P<ffn>\d+))?)")
 CUT_SYNTAX = ("<layers>, <layers>-w<pct> (that percentage of every kept layer's attention heads and FFN neurons "
@@ -40,6 +42,15 @@ class Cut:
     def width(self) -> bool:
         """Whether the cut removes heads or FFN neurons too (not only layers)."""
         return self.heads < 100 or self.ffn < 100
+
+    @property
+    def width_text(self) -> str:
+        """'50% of the attention heads and FFN neurons' (3-w50), '50% of the attention heads, 25% of the FFN
+        neurons' (3-h50-f25); '' for a depth-only cut."""
+        if self.heads == self.ffn < 100:
+            return f"{self.heads}% of the attention heads and FFN neurons"
+        return ", ".join(f"{pct}% of the {what}" for pct, what in ((self.heads, "attention heads"),
+                                                                    (self.ffn, "FFN neurons")) if pct < 100)
 
     @staticmethod
     def kept(total: int, pct: int, multiple: int = 1) -> int:
@@ -101,7 +112,7 @@ class CompareConfig(Section):
     keep_layers: int = knob(ge=1)
     strategies: tuple[str, ...] = knob(choices=tuple(s for s in PRUNE_STRATEGIES if s != "explicit"))
     cuts: tuple[int | str, ...] = knob()  # prune.keep_layers' syntax
-    scheme: str = knob()  # a CPU INT8 scheme of quantize.schemes (checked by the stage that builds it)
+    scheme: str = knob(choices=COMPARE_SCHEMES)  # the comparison's stages run the ONNX family's module alone
 
     def __post_init__(self) -> None:
         super().__post_init__()
