@@ -130,4 +130,7 @@ def test_the_results_stages_read_exactly_what_the_pipelines_define(tmp_path, par
     strategies = stage.strategy_evaluations(config.compare)
     assert strategies[0] == "baseline-fp32"
     strategies = {str(tmp_path / "metrics" / "strategies" / "evaluate" / f"{name}.json") for name in strategies[1:]}
-    assert root | strategies == written and not root & strategies
+    # widths/dvc.yaml: each cut scored in FP32 and in compare.scheme (what compare_widths reads)
+    widths = {str(tmp_path / "metrics" / "widths" / "evaluate" / f"pruned-{cut.name}-{precision}.json")
+              for cut in config.compare.cut_list for precision in ("fp32", config.compare.scheme)}
+    assert root | strategies | widths == written and not root & strategies
