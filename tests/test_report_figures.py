@@ -323,15 +323,20 @@ def test_timings_of_another_model_are_left_out_and_said(bench_dir, tmp_path):
     assert "Benchmark rows of bert-base-uncased are left out" in (out / "report.md").read_text()
 
 
-def test_the_report_sets_the_shapes_depth_comparison_next_to_the_study(bench_dir, tmp_path):
-    rows = [{**bench_row(variant, precision, runtime, layers, 1, 128, ms), "family": "bert-large-uncased",
-             "weights": "random", "latency_ms_best": ms, "latency_ms_worst": ms * 1.2,
-             "round_p50s_ms": f"{ms};{ms * 1.2}", "round_ids": "0;1"}
-            for variant, precision, runtime, layers, ms in [
-                ("bert-large-uncased", "fp32", "eager", 24, 400.0),
-                ("bert-large-uncased:16", "fp32", "eager", 16, 270.0),
-                ("bert-large-uncased:16-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 16, 40.0)]]
+def write_shape_rows(bench_dir, family: str, rows, slowest: float = 1.2) -> None:
+    """metrics/bench/cpu-shapes.csv with random-weight rows at 1 x 128: (variant, precision, runtime, layers, ms of
+    the best of two rounds; the other is ``slowest`` times it)."""
+    rows = [{**bench_row(variant, precision, runtime, layers, 1, 128, ms), "family": family, "weights": "random",
+             "latency_ms_best": ms, "latency_ms_worst": ms * slowest, "round_p50s_ms": f"{ms};{ms * slowest}",
+             "round_ids": "0;1"} for variant, precision, runtime, layers, ms in rows]
     pd.DataFrame(rows, columns=COLUMNS).to_csv(bench_dir / "cpu-shapes.csv", index=False)
+
+
+def test_the_report_sets_the_shapes_depth_comparison_next_to_the_study(bench_dir, tmp_path):
+    write_shape_rows(bench_dir, "bert-large-uncased", [
+        ("bert-large-uncased", "fp32", "eager", 24, 400.0),
+        ("bert-large-uncased:16", "fp32", "eager", 16, 270.0),
+        ("bert-large-uncased:16-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 16, 40.0)])
     out = tmp_path / "reports"
     write_report(RESULTS, bench_dir, out, all_params(), REPO / "docs" / "study-cpu.csv")
     report = (out / "report.md").read_text()
@@ -343,14 +348,10 @@ def test_the_report_sets_the_shapes_depth_comparison_next_to_the_study(bench_dir
 
 
 def test_a_width_cut_shape_gets_its_own_row_and_never_stands_in_for_the_depth_cut(bench_dir, tmp_path):
-    rows = [{**bench_row(variant, precision, runtime, layers, 1, 128, ms), "family": "bert-base-uncased",
-             "weights": "random", "latency_ms_best": ms, "latency_ms_worst": ms,
-             "round_p50s_ms": f"{ms};{ms}", "round_ids": "0;1"}
-            for variant, precision, runtime, layers, ms in [
-                ("bert-base-uncased", "fp32", "eager", 12, 100.0),
-                ("bert-base-uncased:8-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 8, 11.0),
-                ("bert-base-uncased:8-w50-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 8, 6.0)]]
-    pd.DataFrame(rows, columns=COLUMNS).to_csv(bench_dir / "cpu-shapes.csv", index=False)
+    write_shape_rows(bench_dir, "bert-base-uncased", [
+        ("bert-base-uncased", "fp32", "eager", 12, 100.0),
+        ("bert-base-uncased:8-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 8, 11.0),
+        ("bert-base-uncased:8-w50-onnx-int8-dynamic", "onnx-int8-dynamic", "onnxruntime", 8, 6.0)], slowest=1.0)
     out = tmp_path / "reports"
     write_report(RESULTS, bench_dir, out, all_params())
     report = (out / "report.md").read_text()

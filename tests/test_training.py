@@ -79,11 +79,17 @@ def test_auto_picks_bf16_where_native(tiny_model_dir, monkeypatch, capsys):
     assert model.config.training_precision == "bf16"
 
 
-@pytest.mark.parametrize("hidden_weight", [0.0, 0.1])  # 0: the teacher's logits computed once; 0.1: every step
-def test_distillation_trains_a_pruned_student(tiny_model_dir, hidden_weight):
+# hidden_weight 0: the teacher's logits computed once; 0.1: every step, hidden states matched too (a width cut keeps
+# the hidden size, so its hidden states match the teacher's as a depth cut's do)
+@pytest.mark.parametrize(("hidden_weight", "width"), [(0.0, False), (0.1, False), (0.1, True)])
+def test_distillation_trains_a_pruned_student(tiny_model_dir, hidden_weight, width):
+    from prunequant.width import keep_ffn_neurons, prune_heads
+
     set_seed(0)
     teacher, _ = run(tiny_model_dir)
     student = drop_layers(teacher, [1])
+    if width:  # one of 2 heads and 18 of 37 FFN neurons left
+        student = keep_ffn_neurons(prune_heads(student, {0: [1]}), {0: range(0, 36, 2)})
     for param in student.parameters():  # start the student from scratch-ish so it must learn
         param.data.normal_(0, 0.02)
     tokenizer = load_tokenizer(str(tiny_model_dir))
