@@ -54,9 +54,10 @@ def write_run(tmp_path, n=100):
             prediction = np.where(np.arange(n) < right, labels, 1 - labels)
             pd.DataFrame({"idx": range(n), "label": labels, "prediction": prediction}).to_parquet(
                 folder / f"{split}.parquet")
+            versus = {"accuracy_delta": accuracy - 0.83, "mcnemar_p": 0.5}
             record[split] = {"accuracy": accuracy, "accuracy_ci_low": accuracy - 0.05,
                              "accuracy_ci_high": accuracy + 0.05,
-                             "vs_baseline": {"accuracy_delta": accuracy - 0.83, "mcnemar_p": 0.5}}
+                             **(versus if variant.startswith("baseline") else {"vs_baseline": versus})}
         path = (tmp_path if variant.startswith("baseline") else evaluations) / f"{variant}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record))
@@ -93,6 +94,11 @@ def test_a_width_cut_is_tested_against_the_depth_cut_of_nearest_latency(table):
     assert rows.loc["6-w50", "vs_nearest_depth"] == pytest.approx(0.79 - 0.81)
     assert 0 < rows.loc["6-w50", "vs_nearest_depth_p"] <= 1
     assert rows.loc["4", "nearest_depth"] == "" and np.isnan(rows.loc["4", "vs_nearest_depth"])
+
+
+def test_the_unpruned_artifact_is_tested_against_its_fp32_source_which_is_the_baseline(table):
+    row = table.set_index("cut").loc["6 (unpruned)"]
+    assert (row.test_vs_baseline, row.test_p) == (pytest.approx(0.82 - 0.83), 0.5)
 
 
 def test_the_front_reads_validation_only(table):

@@ -70,8 +70,8 @@ def comparison(bench: pd.DataFrame, evaluations: Path, baseline: dict, baseline_
                "size_mb": record["size_mb"], "predictions": str(folder)}
         for split in ("validation", "test"):
             scores = record[split]
-            versus = scores.get("vs_baseline", {"accuracy_delta": scores["accuracy"] - baseline[split]["accuracy"],
-                                                "mcnemar_p": np.nan})
+            # the baseline's own artifact: its paired test against its FP32 source is the one against the baseline
+            versus = scores["vs_baseline"] if source != "baseline" else scores
             row |= {f"{split}_accuracy": scores["accuracy"], f"{split}_vs_baseline": versus["accuracy_delta"],
                     f"{split}_p": versus["mcnemar_p"]}
         row |= {"test_ci_low": record["test"]["accuracy_ci_low"], "test_ci_high": record["test"]["accuracy_ci_high"]}
