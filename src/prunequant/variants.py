@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prunequant.benchmarking.table import COLUMNS, rounds_of, with_round_spread
+from prunequant.benchmarking.table import COLUMNS, rounds_of, source_of, with_round_spread
 
 
 def bench_source(frame: pd.DataFrame) -> pd.Series:
     """The source model of each benchmark row: 'pruned-3-onnx-int8-dynamic' -> 'pruned-3'."""
-    return pd.Series([v if p == "fp32" else v[: -len(p) - 1] if v.endswith("-" + p) else v
-                      for v, p in zip(frame.variant, frame.precision, strict=True)], index=frame.index)
+    return pd.Series([source_of(v, p) for v, p in zip(frame.variant, frame.precision, strict=True)],
+                     index=frame.index)
 
 
 def read_bench(path: str | os.PathLike) -> pd.DataFrame:

@@ -223,7 +223,7 @@ def depth_section(frame, source: Path, study: Path | None, point: tuple[int, int
                       & (known.layers.astype(str) == r["cut"])]
         theirs = "" if match.empty else (f"{match.fp32_ms.iloc[0]:.2f} -> {match.pruned_int8_ms.iloc[0]:.2f} ms = "
                                          f"{match.pruned_int8_ms.iloc[0] / match.fp32_ms.iloc[0]:.2f}x")
-        cut = parse_cut(int(r["cut"]) if r["cut"].isdigit() else r["cut"])
+        cut = parse_cut(r["cut"])
         width = f" at {cut.width_text} ({cut.name})" if cut.width else ""
         lines.append(f"| {r['family']} ({r['full_layers']} layers) | {r['fp32_ms']:.2f} | {r['layers']} layers{width}, "
                      f"{r['precision']} ({r['runtime']}) | {r['ms']:.2f} "

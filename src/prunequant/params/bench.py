@@ -97,7 +97,7 @@ def parse_shape(text: str, key: str = "bench.shapes") -> tuple[str, Cut]:
     if not cut:
         return name, Cut(full)
     try:
-        parsed = parse_cut(int(cut) if cut.isdigit() else cut, key)
+        parsed = parse_cut(cut, key)
     except SettingError as exc:
         raise PrunequantError(f"params.yaml: {exc.format_message()}") from None
     if not 1 <= parsed.layers <= full:
