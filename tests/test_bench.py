@@ -535,3 +535,26 @@ def test_the_artifact_hash_is_the_one_dvc_records(tmp_path):
     fs = LocalFileSystem()
     _, _, tree = build(HashFileDB(fs, str(tmp_path / "odb")), str(folder), fs, "md5")
     assert folder_md5(folder) == tree.hash_info.value and folder_md5(folder).endswith(".dir")
+
+
+def test_paired_script_gives_each_runtimes_per_round_ratios_against_both_references(tmp_path):
+    """bench/paired.py: the median and spread of a variant's p50 over each reference's in the rounds both ran,
+    per runtime and point; rounds one of them missed are left out."""
+    rows = [("baseline", "eager", "10;20;40", "1;2;3"),
+            ("baseline-onnx-int8-dynamic", "onnxruntime", "2;4;8", "1;2;3"),
+            ("cut-onnx-int8-dynamic", "onnxruntime", "1;3;2", "1;2;4"),  # round 4 has no reference
+            ("cut-onnx-int8-dynamic", "onnxruntime-fixed", "0.5", "3")]
+    csv = tmp_path / "cpu.csv"
+    pd.DataFrame([{"variant": v, "runtime": r, "batch_size": 1, "seq_len": 16, "round_p50s_ms": p, "round_ids": i}
+                  for v, r, p, i in rows]).to_csv(csv, index=False)
+    out = tmp_path / "paired.csv"
+    result = CliRunner().invoke(script_module("bench/paired.py").main, [
+        "cut-onnx-int8-dynamic", "--bench", str(csv), "--points", "1x16", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out).set_index("runtime")
+    assert table.loc["onnxruntime", ["fp32_rounds", "fp32_median", "fp32_min", "fp32_max"]].tolist() == [
+        2, 0.125, 0.1, 0.15]  # rounds 1 and 2: 1/10 and 3/20
+    assert table.loc["onnxruntime", "ort_int8_median"] == 0.625  # 1/2 and 3/4
+    assert table.loc["onnxruntime-fixed", ["fp32_median", "ort_int8_median"]].tolist() == [0.0125, 0.0625]
+    missing = CliRunner().invoke(script_module("bench/paired.py").main, ["nope", "--bench", str(csv)])
+    assert missing.exit_code == 2 and "nope: not in the benchmark CSV" in missing.output

@@ -29,8 +29,11 @@ pytestmark = pytest.mark.e2e
 
 
 def sh(*args, cwd, check=True):
+    """Run a command as a user would: with warm stage starts (prunequant.warm; the rest of the suite runs each stage
+    cold), one server per test worker, which exits 30 s after its last stage."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PRUNEQUANT_WARM": "1", "PRUNEQUANT_WARM_IDLE_S": "30"}
+    env.pop("PYTEST_CURRENT_TEST", None)  # set per test: it would start a server per test
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -294,18 +297,22 @@ def test_a_code_change_reruns_exactly_the_stages_that_run_it(workspace):
         "quantize-gpu-pruned@4-bnb-nf4", "quantize-gpu@baseline-bnb-nf4"]
 
 
-def test_a_new_prune_variant_runs_only_its_stages_and_rows_of_the_earlier_run_never_show(workspace):
-    """Switching pruned models and schemes: only the new model's stages run, and no row of the first run survives
-    in results.csv or the reports (their files stay on disk)."""
-    set_params(workspace, prune={"keep_layers": [5]}, quantize={"schemes": by_family("onnx-int8-dynamic")})
-    result = sh("dvc", "repro", cwd=workspace)
+def test_a_new_width_variant_from_dvc_exp_run_runs_only_its_stages_and_rows_of_the_earlier_run_never_show(workspace):
+    """Switching pruned models and schemes with `dvc exp run -S`, to a width cut: only the new model's stages run,
+    its heads and FFN neurons are cut out of the weights, and no row of the first run survives in results.csv or the
+    reports (their files stay on disk)."""
+    set_params(workspace, quantize={"schemes": by_family("onnx-int8-dynamic")})
+    result = sh("dvc", "exp", "run", "-S", "prune.keep_layers=[5-w50]", cwd=workspace)
     assert ran_stages(result.stdout) == sorted([
-        "evaluate-pruned@5", MACHINE, "prune@5", "quantize-onnx-pruned@5-onnx-int8-dynamic", "refinetune@5", "report",
-        "results"])
+        "evaluate-pruned@5-w50", MACHINE, "prune@5-w50", "quantize-onnx-pruned@5-w50-onnx-int8-dynamic",
+        "refinetune@5-w50", "report", "results"])
+    config = json.loads((workspace / "models" / "pruned-5-w50" / "config.json").read_text())
+    assert (config["num_hidden_layers"], config["intermediate_size"]) == (5, 768)  # MiniLM's 1,536, halved
+    assert {layer: len(heads) for layer, heads in config["pruned_heads"].items()} == {str(i): 6 for i in range(5)}
     results = pd.read_csv(workspace / "metrics" / "results.csv")
     assert sorted(set(zip(results.variant, results.precision, strict=True))) == [
         ("baseline", "fp32"), ("baseline", "onnx-int8-dynamic"),
-        ("pruned-5", "fp32"), ("pruned-5", "onnx-int8-dynamic")]
+        ("pruned-5-w50", "fp32"), ("pruned-5-w50", "onnx-int8-dynamic")]
     assert (workspace / "metrics" / "evaluate" / "pruned-4-fp32.json").is_file()  # the first run's, still on disk
     for report in ("results.md", "report.md"):
         text = (workspace / "reports" / report).read_text()
