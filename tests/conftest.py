@@ -18,7 +18,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ["PRUNEQUANT_WARM"] = "0"  # every stage a cold process; tests/test_warm.py tests warm starts
+os.environ["PRUNEQUANT_WARM"] = "0"  # stages called in-process or cold; tests/test_warm.py tests warm starts, and the
+# end-to-end tests (tests/test_pipeline.py sh) run dvc with them on, as a user does
 # Two workers on two cores: one thread per process, as the tiny test models gain nothing from more and threads contend.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
