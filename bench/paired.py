@@ -10,10 +10,10 @@ ONNX Runtime dynamic INT8, which every round times). `reports/bench-cpu.md` show
 from pathlib import Path
 
 import click
-import numpy as np
 import pandas as pd
 
 from prunequant.benchmarking.table import paired_ratios, rounds_of
+from prunequant.decision import Ratio
 
 REFERENCES = {"fp32": ("baseline", "eager"), "ort_int8": ("baseline-onnx-int8-dynamic", "onnxruntime")}
 
@@ -33,12 +33,10 @@ def ratios(bench: pd.DataFrame, variants: list[str], points: list[tuple[int, int
                     continue
                 row = {"variant": variant, "runtime": runtime, "batch_size": batch, "seq_len": length}
                 for name, (ref_variant, ref_runtime) in REFERENCES.items():
-                    q = np.array(paired_ratios(mine, rounds.get((ref_variant, ref_runtime, batch, length), {})))
-                    row |= {f"{name}_rounds": len(q)} | (
-                        {f"{name}_{stat}": value for stat, value in zip(
-                            ("median", "q25", "q75", "min", "max"),
-                            (np.median(q), *np.percentile(q, [25, 75]), q.min(), q.max()), strict=True)}
-                        if len(q) else {})
+                    ratio = Ratio.of(paired_ratios(mine, rounds.get((ref_variant, ref_runtime, batch, length), {})))
+                    row |= {f"{name}_rounds": ratio.rounds if ratio else 0} | ({
+                        f"{name}_median": ratio.median, f"{name}_q25": ratio.q1, f"{name}_q75": ratio.q3,
+                        f"{name}_min": ratio.low, f"{name}_max": ratio.high} if ratio else {})
                 rows.append(row)
     return pd.DataFrame(rows)
 
